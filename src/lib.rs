@@ -1,0 +1,1 @@
+//! closebot-sync: mirrors the CloseBot sources listing into SQLite or PostgreSQL.

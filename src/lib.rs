@@ -1,1 +1,14 @@
-//! closebot-sync: mirrors the CloseBot sources listing into SQLite or PostgreSQL.
+//! closebot-sync mirrors the CloseBot sources listing into SQLite or PostgreSQL.
+//!
+//! The data flows one way, and the modules read in that order:
+//! [`config`] → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
+//! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
+
+pub mod cli;
+pub mod closebot;
+pub mod config;
+pub mod model;
+pub mod report;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

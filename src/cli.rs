@@ -1,0 +1,171 @@
+//! The command line: what each command does, its output and its exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::closebot::Client;
+use crate::config::Settings;
+use crate::store::runs::{self, RunStatus};
+use crate::store::Store;
+use crate::sync::{self, chain, SyncOptions};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const SETTINGS: u8 = 2;
+    pub const PARTIAL: u8 = 3;
+    pub const BUSY: u8 = 4;
+    pub const ABORTED: u8 = 5;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "closebot-sync", version, about = "Mirrors the CloseBot sources listing into SQLite or PostgreSQL")]
+pub struct Cli {
+    /// Settings file (default: $CLOSEBOT_SYNC_CONFIG, else ./closebot-sync.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one sync now; the exit code says how it went (0 succeeded, 3 partial, 1 failed).
+    Sync {
+        /// Walk and compare, print what would change, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept, this once, a walk that would mark more than sync.max_delete_fraction deleted.
+        #[arg(long)]
+        allow_mass_delete: bool,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Show the last runs.
+    Status {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+    },
+}
+
+/// Runs the parsed command line; the process exits with what this returns.
+pub async fn main(cli: Cli) -> ExitCode {
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("closebot-sync: {}", chain(&e));
+            return ExitCode::from(exit::SETTINGS);
+        }
+    };
+    crate::telemetry::init(&settings.log);
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    match run(cli.command, &settings).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("closebot-sync: error: {}", chain(e.as_ref()));
+            let code = match e.downcast_ref::<crate::config::ConfigError>() {
+                Some(_) => exit::SETTINGS,
+                None => exit::FAILED,
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
+    match command {
+        Command::Sync {
+            dry_run,
+            allow_mass_delete,
+        } => {
+            let options = SyncOptions {
+                trigger: "manual".to_string(),
+                dry_run,
+                allow_mass_delete,
+            };
+            sync_command(settings, &options).await
+        }
+        Command::Migrate => {
+            let store = connect(settings).await?;
+            let applied = store.migrate().await?;
+            println!(
+                "database {} is up to date ({applied} migrations applied now)",
+                crate::store::redact_url(&settings.database.url)
+            );
+            Ok(exit::OK)
+        }
+        Command::Status { runs: n } => {
+            let store = connect(settings).await?;
+            let pending = store.pending_migrations().await?;
+            if pending > 0 {
+                anyhow::bail!(crate::store::StoreError::Outdated { pending });
+            }
+            let mut c = store.acquire().await?;
+            let rows = runs::last(&mut c.conn(), n).await?;
+            print!("{}", crate::report::runs_table(&rows));
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Opens the database named in the settings.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    Ok(Store::connect(&settings.database.url, settings.database.max_connections).await?)
+}
+
+/// A token cancelled by SIGINT or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+/// `sync`: migrate, run once, print the summary, exit by the run's status.
+pub async fn sync_command(settings: &Settings, options: &SyncOptions) -> anyhow::Result<u8> {
+    let key = settings.api.require_key()?.clone();
+    let store = connect(settings).await?;
+    store.migrate().await?;
+    let client = Client::new(&settings.api, key)?;
+    let cancel = shutdown_signal();
+    let report = match sync::run_once(settings, &store, &client, options, &cancel).await {
+        Ok(r) => r,
+        Err(sync::SyncError::Store(e @ crate::store::StoreError::Busy(_))) => {
+            eprintln!("closebot-sync: {e}");
+            return Ok(exit::BUSY);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("{}", report.summary());
+    store.close().await;
+    Ok(match report.status {
+        RunStatus::Succeeded => exit::OK,
+        RunStatus::Partial => exit::PARTIAL,
+        RunStatus::Aborted => exit::ABORTED,
+        _ => exit::FAILED,
+    })
+}

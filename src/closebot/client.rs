@@ -1,0 +1,266 @@
+//! The HTTP client: one request per page, `X-CB-KEY` auth, retries with backoff, and
+//! errors that say whether retrying could help and what the operator should do.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::wire::{parse_page, Page, PageError};
+use crate::config::ApiSettings;
+
+/// The listing's path under the base URL.
+pub const SOURCES_PATH: &str = "agency/source";
+/// First backoff step; doubled per attempt, with full jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// The most of an error body shown to the operator.
+const BODY_SHOWN: usize = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "the API refused the key (HTTP {status}): {body}. If the body says \"upgrade required\", \
+         the agency's CloseBot plan does not include API access: upgrade the plan. Otherwise the \
+         key was revoked or mistyped: create a new key in CloseBot and set it in api.key or api.key_file"
+    )]
+    KeyRefused { status: u16, body: String },
+    #[error(
+        "the API answered HTTP {status} for page {page}: {body}. {advice}"
+    )]
+    Rejected {
+        status: u16,
+        page: u32,
+        body: String,
+        advice: &'static str,
+    },
+    #[error("the API kept failing for page {page} after {attempts} attempts: {last}")]
+    GaveUp { page: u32, attempts: u32, last: String },
+    #[error("page {page} of the listing is malformed: {problem}")]
+    BadPage { page: u32, problem: PageError },
+    #[error("cannot build the HTTP client: {0}")]
+    Setup(String),
+}
+
+/// Requests and retries made, shared with the run that records them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: url::Url,
+    key: SecretString,
+    page_size: u32,
+    max_retries: u32,
+    max_retry_wait: Duration,
+    pub counters: Arc<Counters>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Page),
+    /// Worth another try, after at least this long (a server's Retry-After) if given.
+    Retry { wait: Option<Duration>, why: String },
+}
+
+impl Client {
+    pub fn new(api: &ApiSettings, key: SecretString) -> Result<Client, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(api.timeout)
+            .connect_timeout(api.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("closebot-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        let mut url = api.base_url.clone();
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        let url = url
+            .join(SOURCES_PATH)
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        Ok(Client {
+            http,
+            url,
+            key,
+            page_size: api.page_size,
+            max_retries: api.max_retries,
+            max_retry_wait: api.max_retry_wait,
+            counters: Arc::default(),
+        })
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    /// Fetches one page (0-based), retrying what a retry can help.
+    pub async fn fetch_page(&self, page: u32) -> Result<Page, ApiError> {
+        self.fetch(page, self.page_size).await
+    }
+
+    /// Fetches one page of `page_size` sources (used by `check` with a page of one).
+    pub async fn fetch(&self, page: u32, page_size: u32) -> Result<Page, ApiError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let (wait, why) = match self.attempt(page, page_size).await? {
+                Attempt::Done(p) => return Ok(p),
+                Attempt::Retry { wait, why } => (wait, why),
+            };
+            if attempt > self.max_retries {
+                return Err(ApiError::GaveUp {
+                    page,
+                    attempts: attempt,
+                    last: why,
+                });
+            }
+            let backoff = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(16));
+            let jittered = rand::thread_rng().gen_range(Duration::ZERO..=backoff);
+            let delay = wait.unwrap_or(jittered).min(self.max_retry_wait);
+            tracing::warn!(page, attempt, delay_ms = delay.as_millis() as u64, reason = %why, "retrying a page");
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, page: u32, page_size: u32) -> Result<Attempt, ApiError> {
+        // `forceTokenRefresh` is never sent: it refreshes every returned source's CRM token.
+        let request = self
+            .http
+            .get(self.url.clone())
+            .query(&[
+                ("page", page.to_string()),
+                ("pageSize", page_size.to_string()),
+                ("order", "+id".to_string()),
+            ])
+            .header("X-CB-KEY", self.key.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    wait: None,
+                    why: describe_transport(&e),
+                })
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    wait: None,
+                    why: format!("the response body was cut off: {}", describe_transport(&e)),
+                })
+            }
+        };
+        if status.is_success() {
+            return parse_page(&body, page)
+                .map(Attempt::Done)
+                .map_err(|problem| ApiError::BadPage { page, problem });
+        }
+        let shown = show_body(&body);
+        match status {
+            StatusCode::UNAUTHORIZED => Err(ApiError::KeyRefused {
+                status: status.as_u16(),
+                body: shown,
+            }),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Ok(Attempt::Retry {
+                wait: retry_after,
+                why: format!("HTTP {}: {shown}", status.as_u16()),
+            }),
+            s if s.is_server_error() => Ok(Attempt::Retry {
+                wait: None,
+                why: format!("HTTP {}: {shown}", status.as_u16()),
+            }),
+            s => Err(ApiError::Rejected {
+                status: s.as_u16(),
+                page,
+                body: shown,
+                advice: advice_for(s),
+            }),
+        }
+    }
+}
+
+fn advice_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::FORBIDDEN => {
+            "The key may lack access to the agency's sources, or an edge proxy refused the \
+             request: check the key's account in CloseBot, and lower api.concurrency if it \
+             happens under load"
+        }
+        StatusCode::NOT_FOUND => {
+            "The listing was not found at this address: check api.base_url \
+             (it should be https://api.closebot.com)"
+        }
+        StatusCode::BAD_REQUEST => {
+            "The API rejected the request's parameters: check api.page_size (1 to 100); \
+             if it persists, the API may have changed and closebot-sync needs an update"
+        }
+        _ => "This is not an error a retry can fix: read the body above",
+    }
+}
+
+/// Never shows reqwest's URL (harmless here, but an error text should not need auditing).
+fn describe_transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the body could not be read"
+    } else {
+        "the request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({cause})")
+    }
+}
+
+fn show_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_string();
+    }
+    let mut shown: String = text.chars().take(BODY_SHOWN).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// `Retry-After` is either a number of seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}

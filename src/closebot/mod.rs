@@ -1,0 +1,9 @@
+//! The CloseBot API: wire types (tolerant of null and missing), the HTTP client, the page walk.
+
+pub mod client;
+pub mod walk;
+pub mod wire;
+
+pub use client::{ApiError, Client};
+pub use walk::{walk, PageSink, Walk};
+pub use wire::{Page, PageError, RawSource, Source};

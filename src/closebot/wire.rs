@@ -1,0 +1,269 @@
+//! Wire types of `GET /agency/source`: tolerant of null and missing fields, and the page
+//! checks that turn a malformed response into an error naming the page and the problem.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One page as the API sent it. Sources stay raw JSON (so unknown fields survive) until
+/// the model turns them into rows.
+#[derive(Debug)]
+pub struct Page {
+    /// The number of sources in the whole listing, as reported by this page.
+    pub total: u64,
+    /// The effective page size the server reports (it clamps to 100).
+    pub page_size: Option<u64>,
+    /// `results`; a `null` results array is an empty page.
+    pub results: Vec<RawSource>,
+}
+
+/// One source of a page: its id, the record exactly as sent, and the typed view of it.
+#[derive(Debug)]
+pub struct RawSource {
+    pub id: String,
+    pub raw: Value,
+    pub typed: Source,
+}
+
+/// What was wrong with a page the server sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("the body is not valid JSON ({0}); the response may have been cut off")]
+    Json(String),
+    #[error("the body is not a JSON object")]
+    NotObject,
+    #[error("the body has no `{0}` field")]
+    Missing(&'static str),
+    #[error("`{field}` has the wrong type: {found}")]
+    WrongType { field: &'static str, found: String },
+    #[error("the server answered with page {got} for page {asked}")]
+    WrongPage { asked: u32, got: i64 },
+    #[error("result #{index} is not an object")]
+    ResultNotObject { index: usize },
+    #[error("result #{index} has no sourceId (null or missing); a source without an id cannot be mirrored")]
+    NoSourceId { index: usize },
+    #[error("source {source_id}: {problem}")]
+    BadSource { source_id: String, problem: String },
+}
+
+fn type_name(v: &Value) -> String {
+    let t = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let mut shown = v.to_string();
+    if shown.len() > 40 {
+        shown.truncate(40);
+        shown.push('…');
+    }
+    format!("{t} ({shown})")
+}
+
+/// Parses and checks one page body. Every source is also checked against [`Source`], so a
+/// record of the wrong shape fails the page here, named by its `sourceId`.
+pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
+    let Value::Object(mut map) = value else {
+        return Err(PageError::NotObject);
+    };
+    let total = match map.get("total") {
+        None => return Err(PageError::Missing("total")),
+        Some(v) => v.as_u64().ok_or_else(|| PageError::WrongType {
+            field: "total",
+            found: type_name(v),
+        })?,
+    };
+    match map.get("page") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_i64() {
+            Some(got) if got == i64::from(asked) => {}
+            Some(got) => return Err(PageError::WrongPage { asked, got }),
+            None => {
+                return Err(PageError::WrongType {
+                    field: "page",
+                    found: type_name(v),
+                })
+            }
+        },
+    }
+    let page_size = match map.get("pageSize") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| PageError::WrongType {
+            field: "pageSize",
+            found: type_name(v),
+        })?),
+    };
+    let results = match map.swap_remove("results") {
+        None => return Err(PageError::Missing("results")),
+        Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(PageError::WrongType {
+                field: "results",
+                found: type_name(&other),
+            })
+        }
+    };
+    let mut sources = Vec::with_capacity(results.len());
+    for (index, item) in results.into_iter().enumerate() {
+        let Value::Object(obj) = &item else {
+            return Err(PageError::ResultNotObject { index });
+        };
+        let source_id = match obj.get("sourceId") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Null) | None => return Err(PageError::NoSourceId { index }),
+            Some(Value::String(_)) => return Err(PageError::NoSourceId { index }),
+            Some(other) => {
+                return Err(PageError::BadSource {
+                    source_id: format!("#{index}"),
+                    problem: format!("sourceId is {}", type_name(other)),
+                })
+            }
+        };
+        let typed = Source::from_value(&item).map_err(|problem| PageError::BadSource {
+            source_id: source_id.clone(),
+            problem,
+        })?;
+        sources.push(RawSource {
+            id: source_id,
+            raw: item,
+            typed,
+        });
+    }
+    Ok(Page {
+        total,
+        page_size,
+        results: sources,
+    })
+}
+
+/// A source as the mirror models it. Every field is optional: strings and arrays may be
+/// null, and older API versions lack the newer fields. Unknown fields are ignored here and
+/// kept in the raw record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    pub source_id: Option<String>,
+    pub agency_id: Option<String>,
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub key: Option<String>,
+    pub access_token: Option<String>,
+    pub address: Option<String>,
+    pub connected: Option<bool>,
+    pub auto_shutoff: Option<bool>,
+    pub graceful_goodbye: Option<bool>,
+    pub bots: Option<Vec<Bot>>,
+    pub accounts_with_access: Option<Vec<Option<String>>>,
+    pub is_availability_contact_timezone: Option<bool>,
+    pub respond_windows: Option<Vec<RespondWindow>>,
+    pub do_not_respond_windows: Option<Vec<DoNotRespondWindow>>,
+    pub bot_respond_windows: Option<Vec<BotRespondWindow>>,
+    pub is_bot_respond_windows_quiet_hours: Option<bool>,
+    pub summarize_attachments: Option<bool>,
+    pub respond_to_reactions: Option<bool>,
+    pub mark_conversation_as_unread: Option<bool>,
+    pub webhook_callback: Option<String>,
+    pub script_installed: Option<bool>,
+    pub script_last_seen_at: Option<String>,
+    pub script_last_seen_domain: Option<String>,
+    pub script_last_seen_endpoint: Option<String>,
+    pub script_domain_allow_list: Option<Vec<Option<String>>>,
+    pub wallet: Option<Wallet>,
+    #[serde(rename = "hubSpotOwnerId")]
+    pub hubspot_owner_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bot {
+    pub id: Option<String>,
+    pub bot_name: Option<String>,
+    pub persona_name_override: Option<String>,
+    pub enabled: Option<bool>,
+    pub channels: Option<Vec<Option<String>>>,
+    pub tags: Option<Vec<Tag>>,
+    pub tag_filter_config: Option<TagFilterConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tag {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub approve_deny: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TagFilterConfig {
+    pub operator: Option<String>,
+    pub groups: Option<Vec<TagFilterGroup>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TagFilterGroup {
+    pub operator: Option<String>,
+    pub rules: Option<Vec<TagFilterRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagFilterRule {
+    pub tag_name: Option<String>,
+    pub tag_id: Option<String>,
+    pub condition: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RespondWindow {
+    pub day_of_week_utc: Option<String>,
+    pub start_time_utc: Option<String>,
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DoNotRespondWindow {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotRespondWindow {
+    pub day_of_week_utc: Option<String>,
+    pub start_time_utc: Option<String>,
+    pub duration: Option<String>,
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wallet {
+    pub re_billing: Option<bool>,
+    pub auto_refill: Option<bool>,
+    pub top_up_amount: Option<i64>,
+    pub refill_threshold: Option<i64>,
+    pub stripe_customer_id: Option<String>,
+    pub currency: Option<String>,
+    pub response_unit_cost_override: Option<String>,
+    pub storage_unit_cost_override: Option<String>,
+    pub user_unit_cost_override: Option<String>,
+}
+
+impl Source {
+    /// Reads a raw record; the error names the field path and what was found there.
+    pub fn from_value(value: &Value) -> Result<Source, String> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "key" || path == "accessToken" {
+                // The value may be the credential itself: never echo it.
+                return format!("field `{path}` is not a string (value not shown: it is a credential)");
+            }
+            format!("field `{path}`: {}", e.into_inner())
+        })
+    }
+}

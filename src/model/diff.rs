@@ -1,0 +1,134 @@
+//! Field-level comparison of two redacted records, for `source_changes`. Arrays whose
+//! elements carry distinct ids (bots, tags) are matched by id, so a reorder is no change.
+
+use serde_json::{Map, Value};
+
+/// One changed field. `None` means the field was absent on that side (not JSON null).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub path: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// Every field that differs between `old` and `new`, as paths a person reads
+/// (`wallet.autoRefill`, `bots[id=b1].tags[id=t9].approveDeny`).
+pub fn diff(old: &Value, new: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    compare("", Some(old), Some(new), &mut out);
+    out
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn compare(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => compare_objects(path, a, b, out),
+        (Some(Value::Array(a)), Some(Value::Array(b))) => match (ids(a), ids(b)) {
+            (Some(ia), Some(ib)) => compare_by_id(path, a, &ia, b, &ib, out),
+            _ if a != b => push(path, old, new, out),
+            _ => {}
+        },
+        (a, b) if a != b => push(path, a, b, out),
+        _ => {}
+    }
+}
+
+fn push(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    out.push(FieldChange {
+        path: path.to_string(),
+        old: old.cloned(),
+        new: new.cloned(),
+    });
+}
+
+fn compare_objects(path: &str, a: &Map<String, Value>, b: &Map<String, Value>, out: &mut Vec<FieldChange>) {
+    for (k, va) in a {
+        compare(&join(path, k), Some(va), b.get(k), out);
+    }
+    for (k, vb) in b {
+        if !a.contains_key(k) {
+            compare(&join(path, k), None, Some(vb), out);
+        }
+    }
+}
+
+/// The ids of an array's elements, if every element is an object with a distinct string id.
+fn ids(items: &[Value]) -> Option<Vec<&str>> {
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item.get("id")?.as_str()?;
+        if ids.contains(&id) {
+            return None;
+        }
+        ids.push(id);
+    }
+    Some(ids)
+}
+
+fn compare_by_id(
+    path: &str,
+    a: &[Value],
+    ia: &[&str],
+    b: &[Value],
+    ib: &[&str],
+    out: &mut Vec<FieldChange>,
+) {
+    for (item, id) in a.iter().zip(ia) {
+        let there = ib.iter().position(|x| x == id).map(|i| &b[i]);
+        compare(&format!("{path}[id={id}]"), Some(item), there, out);
+    }
+    for (item, id) in b.iter().zip(ib) {
+        if !ia.contains(id) {
+            compare(&format!("{path}[id={id}]"), None, Some(item), out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_fields_are_named_by_path_and_arrays_with_ids_by_id() {
+        let old = json!({"name": "a", "wallet": {"autoRefill": true},
+            "bots": [{"id": "b1", "tags": [{"id": "t1", "approveDeny": true}]}]});
+        let new = json!({"name": "b", "wallet": {"autoRefill": false},
+            "bots": [{"id": "b1", "tags": [{"id": "t1", "approveDeny": false}, {"id": "t2"}]}]});
+        let paths: Vec<String> = diff(&old, &new).into_iter().map(|c| c.path).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "name",
+                "wallet.autoRefill",
+                "bots[id=b1].tags[id=t1].approveDeny",
+                "bots[id=b1].tags[id=t2]"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reorder_of_elements_with_ids_is_no_change() {
+        let old = json!({"bots": [{"id": "b1", "tags": [{"id": "x"}, {"id": "y"}]}, {"id": "b2"}]});
+        let new = json!({"bots": [{"id": "b2"}, {"id": "b1", "tags": [{"id": "y"}, {"id": "x"}]}]});
+        assert!(diff(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn arrays_without_ids_and_missing_fields_are_whole_values() {
+        let old = json!({"channels": ["SMS"], "gone": 1});
+        let new = json!({"channels": ["SMS", "Email"], "added": null});
+        let changes = diff(&old, &new);
+        assert_eq!(changes.len(), 3);
+        assert_eq!(changes[0].new, Some(json!(["SMS", "Email"])));
+        assert_eq!((changes[1].path.as_str(), changes[1].new.clone()), ("gone", None));
+        assert_eq!((changes[2].old.clone(), changes[2].new.clone()), (None, Some(Value::Null)));
+    }
+}

@@ -1,0 +1,319 @@
+//! The normalized rows a source turns into: pure functions, no I/O. A [`Prepared`] source
+//! carries its rows for every table, its redacted record and its content hash.
+
+pub mod diff;
+pub mod record;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::closebot::wire::{RawSource, Source};
+pub use record::{fingerprint, parse_time, redact, SECRET_FIELDS};
+
+/// One SQL value, typed so that a NULL binds with the column's type on PostgreSQL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(Option<bool>),
+    Time(Option<DateTime<Utc>>),
+    Json(Option<String>),
+}
+
+pub type Row = Vec<Val>;
+
+/// A table the apply writes: its name and the columns a row fills, in order.
+#[derive(Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+/// The content columns of `sources` (the store adds the bookkeeping ones).
+pub const SOURCES: Table = Table {
+    name: "sources",
+    columns: &[
+        "source_id", "agency_id", "name", "category", "address", "key", "key_sha256",
+        "access_token", "access_token_sha256", "connected", "auto_shutoff", "graceful_goodbye",
+        "is_availability_contact_timezone", "is_bot_respond_windows_quiet_hours",
+        "summarize_attachments", "respond_to_reactions", "mark_conversation_as_unread",
+        "webhook_callback", "script_installed", "script_last_seen_at", "script_last_seen_domain",
+        "script_last_seen_endpoint", "hubspot_owner_id",
+    ],
+};
+
+/// The tables whose rows belong to one source and are replaced with it, in write order.
+pub const CHILD_TABLES: [Table; 11] = [
+    Table {
+        name: "source_wallets",
+        columns: &[
+            "source_id", "re_billing", "auto_refill", "top_up_amount", "refill_threshold",
+            "stripe_customer_id", "currency", "response_unit_cost_override",
+            "storage_unit_cost_override", "user_unit_cost_override",
+        ],
+    },
+    Table {
+        name: "source_bots",
+        columns: &[
+            "source_id", "position", "bot_id", "bot_name", "persona_name_override", "enabled",
+            "tag_filter_operator",
+        ],
+    },
+    Table {
+        name: "source_bot_channels",
+        columns: &["source_id", "bot_position", "position", "channel"],
+    },
+    Table {
+        name: "source_bot_tags",
+        columns: &["source_id", "bot_position", "position", "tag_id", "name", "approve_deny"],
+    },
+    Table {
+        name: "source_bot_tag_filter_groups",
+        columns: &["source_id", "bot_position", "position", "operator"],
+    },
+    Table {
+        name: "source_bot_tag_filter_rules",
+        columns: &[
+            "source_id", "bot_position", "group_position", "position", "tag_name", "tag_id",
+            "condition",
+        ],
+    },
+    Table {
+        name: "source_accounts_with_access",
+        columns: &["source_id", "position", "account_id"],
+    },
+    Table {
+        name: "source_respond_windows",
+        columns: &["source_id", "position", "day_of_week_utc", "start_time_utc", "duration"],
+    },
+    Table {
+        name: "source_do_not_respond_windows",
+        columns: &["source_id", "position", "starts_at", "ends_at"],
+    },
+    Table {
+        name: "source_bot_respond_windows",
+        columns: &[
+            "source_id", "position", "day_of_week_utc", "start_time_utc", "duration", "channel",
+        ],
+    },
+    Table {
+        name: "source_script_domains",
+        columns: &["source_id", "position", "domain"],
+    },
+];
+
+const WALLETS: usize = 0;
+const BOTS: usize = 1;
+const CHANNELS: usize = 2;
+const TAGS: usize = 3;
+const GROUPS: usize = 4;
+const RULES: usize = 5;
+const ACCOUNTS: usize = 6;
+const RESPOND: usize = 7;
+const DO_NOT_RESPOND: usize = 8;
+const BOT_RESPOND: usize = 9;
+const SCRIPT_DOMAINS: usize = 10;
+
+/// A source ready to be compared and written.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: String,
+    /// The redacted record: as the API sent it, `key` and `accessToken` replaced by fingerprints.
+    pub record: Value,
+    /// [`Prepared::record`] serialized, in the API's field order.
+    pub record_json: String,
+    /// SHA-256 of the record in canonical form (keys sorted): equal hashes, equal content.
+    pub hash: String,
+    /// The `sources` row, columns as in [`SOURCES`].
+    pub source_row: Row,
+    /// Rows per child table, indexed like [`CHILD_TABLES`].
+    pub children: [Vec<Row>; 11],
+    /// `(bot_id, bot_name)` of every assigned bot with an id, for the `bots` dimension.
+    pub bots: Vec<(String, Option<String>)>,
+}
+
+fn text(s: Option<String>) -> Val {
+    Val::Text(s)
+}
+
+fn int(i: usize) -> Val {
+    Val::Int(Some(i as i64))
+}
+
+fn time(field: &str, s: Option<String>) -> Result<Val, String> {
+    s.map(|s| parse_time(&s).map_err(|e| format!("field `{field}`: {e}")))
+        .transpose()
+        .map(Val::Time)
+}
+
+/// Turns one raw source into everything the store writes. Fails (naming the field) only on
+/// a value no column can hold, such as a date-time that does not parse.
+pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, String> {
+    let RawSource { id, raw, typed } = raw;
+    let record = redact(raw);
+    let record_json = serde_json::to_string(&record).expect("a JSON value serializes");
+    let hash = record::content_hash(&record);
+    let Source {
+        agency_id,
+        name,
+        category,
+        key,
+        access_token,
+        address,
+        connected,
+        auto_shutoff,
+        graceful_goodbye,
+        bots,
+        accounts_with_access,
+        is_availability_contact_timezone,
+        respond_windows,
+        do_not_respond_windows,
+        bot_respond_windows,
+        is_bot_respond_windows_quiet_hours,
+        summarize_attachments,
+        respond_to_reactions,
+        mark_conversation_as_unread,
+        webhook_callback,
+        script_installed,
+        script_last_seen_at,
+        script_last_seen_domain,
+        script_last_seen_endpoint,
+        script_domain_allow_list,
+        wallet,
+        hubspot_owner_id,
+        source_id: _,
+    } = typed;
+    let sid = || Val::Text(Some(id.clone()));
+    let key_sha = key.as_deref().map(fingerprint);
+    let token_sha = access_token.as_deref().map(fingerprint);
+    let (key, access_token) = if store_credentials {
+        (key, access_token)
+    } else {
+        (None, None)
+    };
+    let source_row = vec![
+        sid(),
+        text(agency_id),
+        text(name),
+        text(category),
+        text(address),
+        text(key),
+        text(key_sha),
+        text(access_token),
+        text(token_sha),
+        Val::Bool(connected),
+        Val::Bool(auto_shutoff),
+        Val::Bool(graceful_goodbye),
+        Val::Bool(is_availability_contact_timezone),
+        Val::Bool(is_bot_respond_windows_quiet_hours),
+        Val::Bool(summarize_attachments),
+        Val::Bool(respond_to_reactions),
+        Val::Bool(mark_conversation_as_unread),
+        text(webhook_callback),
+        Val::Bool(script_installed),
+        time("scriptLastSeenAt", script_last_seen_at)?,
+        text(script_last_seen_domain),
+        text(script_last_seen_endpoint),
+        text(hubspot_owner_id),
+    ];
+    let mut children: [Vec<Row>; 11] = Default::default();
+    if let Some(w) = wallet {
+        children[WALLETS].push(vec![
+            sid(),
+            Val::Bool(w.re_billing),
+            Val::Bool(w.auto_refill),
+            Val::Int(w.top_up_amount),
+            Val::Int(w.refill_threshold),
+            text(w.stripe_customer_id),
+            text(w.currency),
+            text(w.response_unit_cost_override),
+            text(w.storage_unit_cost_override),
+            text(w.user_unit_cost_override),
+        ]);
+    }
+    let mut bot_dim = Vec::new();
+    for (b, bot) in bots.unwrap_or_default().into_iter().enumerate() {
+        if let Some(bot_id) = &bot.id {
+            bot_dim.push((bot_id.clone(), bot.bot_name.clone()));
+        }
+        let filter = bot.tag_filter_config.unwrap_or_default();
+        children[BOTS].push(vec![
+            sid(),
+            int(b),
+            text(bot.id),
+            text(bot.bot_name),
+            text(bot.persona_name_override),
+            Val::Bool(bot.enabled),
+            text(filter.operator),
+        ]);
+        for (p, channel) in bot.channels.unwrap_or_default().into_iter().enumerate() {
+            children[CHANNELS].push(vec![sid(), int(b), int(p), text(channel)]);
+        }
+        for (p, tag) in bot.tags.unwrap_or_default().into_iter().enumerate() {
+            children[TAGS].push(vec![
+                sid(),
+                int(b),
+                int(p),
+                text(tag.id),
+                text(tag.name),
+                Val::Bool(tag.approve_deny),
+            ]);
+        }
+        for (g, group) in filter.groups.unwrap_or_default().into_iter().enumerate() {
+            children[GROUPS].push(vec![sid(), int(b), int(g), text(group.operator)]);
+            for (p, rule) in group.rules.unwrap_or_default().into_iter().enumerate() {
+                children[RULES].push(vec![
+                    sid(),
+                    int(b),
+                    int(g),
+                    int(p),
+                    text(rule.tag_name),
+                    text(rule.tag_id),
+                    text(rule.condition),
+                ]);
+            }
+        }
+    }
+    for (p, account) in accounts_with_access.unwrap_or_default().into_iter().enumerate() {
+        children[ACCOUNTS].push(vec![sid(), int(p), text(account)]);
+    }
+    for (p, w) in respond_windows.unwrap_or_default().into_iter().enumerate() {
+        children[RESPOND].push(vec![
+            sid(),
+            int(p),
+            text(w.day_of_week_utc),
+            text(w.start_time_utc),
+            text(w.duration),
+        ]);
+    }
+    for (p, w) in do_not_respond_windows.unwrap_or_default().into_iter().enumerate() {
+        children[DO_NOT_RESPOND].push(vec![
+            sid(),
+            int(p),
+            time(&format!("doNotRespondWindows[{p}].start"), w.start)?,
+            time(&format!("doNotRespondWindows[{p}].end"), w.end)?,
+        ]);
+    }
+    for (p, w) in bot_respond_windows.unwrap_or_default().into_iter().enumerate() {
+        children[BOT_RESPOND].push(vec![
+            sid(),
+            int(p),
+            text(w.day_of_week_utc),
+            text(w.start_time_utc),
+            text(w.duration),
+            text(w.channel),
+        ]);
+    }
+    for (p, domain) in script_domain_allow_list.unwrap_or_default().into_iter().enumerate() {
+        children[SCRIPT_DOMAINS].push(vec![sid(), int(p), text(domain)]);
+    }
+    Ok(Prepared {
+        id,
+        record,
+        record_json,
+        hash,
+        source_row,
+        children,
+        bots: bot_dim,
+    })
+}

@@ -1,0 +1,469 @@
+//! Applying a snapshot, a page at a time, inside the run's one transaction: compare each
+//! source with its stored content hash, and for the new, changed and restored ones rewrite
+//! the rows, record the field changes and open a new version. Unchanged sources cost one
+//! indexed read per page and no write.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::{Doing, StoreError, Tx};
+use crate::model::diff::{diff, FieldChange};
+use crate::model::{Prepared, Row, Val, CHILD_TABLES, SOURCES};
+
+/// The bookkeeping columns of `sources` that follow the content columns.
+const SOURCE_BOOKKEEPING: [&str; 9] = [
+    "raw_record",
+    "content_hash",
+    "version",
+    "first_seen_at",
+    "first_seen_run_id",
+    "last_changed_at",
+    "last_changed_run_id",
+    "deleted_at",
+    "deleted_run_id",
+];
+
+const VERSION_COLUMNS: [&str; 8] = [
+    "source_id",
+    "version",
+    "valid_from",
+    "valid_to",
+    "opened_run_id",
+    "closed_run_id",
+    "content_hash",
+    "record",
+];
+
+const CHANGE_COLUMNS: [&str; 7] = [
+    "run_id",
+    "source_id",
+    "change_type",
+    "field_path",
+    "old_value",
+    "new_value",
+    "changed_at",
+];
+
+/// What a run did to one source (the first thing counts; a later change in the same run
+/// turns `Unchanged` into `Updated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Restored,
+}
+
+/// Per-run counts of what the apply did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub restored: u64,
+    pub deleted: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Stored {
+    source_id: String,
+    content_hash: String,
+    version: i64,
+    deleted: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredRecord {
+    source_id: String,
+    record: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct Id {
+    source_id: String,
+}
+
+/// The run's transaction and what it has applied so far.
+pub struct Applier {
+    tx: Tx,
+    run_id: i64,
+    at: DateTime<Utc>,
+    dry_run: bool,
+    outcomes: HashMap<String, Outcome>,
+    /// Sources whose open version this run opened (a later change in the run edits it).
+    opened: HashSet<String>,
+    deleted: u64,
+}
+
+fn text(s: &str) -> Val {
+    Val::Text(Some(s.to_string()))
+}
+
+fn json_text(v: &Option<serde_json::Value>) -> Val {
+    Val::Json(v.as_ref().map(|v| v.to_string()))
+}
+
+impl Applier {
+    /// `at` stamps everything the run writes (`valid_from`, `changed_at`, ...). A dry run
+    /// compares as a real one does and writes nothing.
+    pub fn new(tx: Tx, run_id: i64, at: DateTime<Utc>, dry_run: bool) -> Applier {
+        Applier {
+            tx,
+            run_id,
+            at,
+            dry_run,
+            outcomes: HashMap::new(),
+            opened: HashSet::new(),
+            deleted: 0,
+        }
+    }
+
+    pub fn counts(&self) -> Applied {
+        let mut a = Applied {
+            deleted: self.deleted,
+            ..Applied::default()
+        };
+        for o in self.outcomes.values() {
+            match o {
+                Outcome::Created => a.created += 1,
+                Outcome::Updated => a.updated += 1,
+                Outcome::Unchanged => a.unchanged += 1,
+                Outcome::Restored => a.restored += 1,
+            }
+        }
+        a
+    }
+
+    fn time(&self) -> Val {
+        Val::Time(Some(self.at))
+    }
+
+    fn run(&self) -> Val {
+        Val::Int(Some(self.run_id))
+    }
+
+    /// Applies one page of sources.
+    pub async fn apply(&mut self, batch: Vec<Prepared>) -> Result<(), StoreError> {
+        // A page may list a source twice when the order moves: the last copy wins.
+        let mut by_id: HashMap<String, Prepared> = HashMap::with_capacity(batch.len());
+        for p in batch {
+            by_id.insert(p.id.clone(), p);
+        }
+        let ids: Vec<String> = by_id.keys().cloned().collect();
+        let mut conn = self.tx.conn();
+        let stored: HashMap<String, Stored> = conn
+            .fetch_for_ids::<Stored>(
+                "SELECT source_id, content_hash, version, deleted_at IS NOT NULL AS deleted \
+                 FROM sources WHERE source_id IN ({ids})",
+                vec![],
+                &ids,
+            )
+            .await
+            .doing("reading the stored content hashes")?
+            .into_iter()
+            .map(|s| (s.source_id.clone(), s))
+            .collect();
+        let differs: Vec<String> = ids
+            .iter()
+            .filter(|id| {
+                stored
+                    .get(*id)
+                    .is_some_and(|s| s.deleted || s.content_hash != by_id[*id].hash)
+            })
+            .cloned()
+            .collect();
+        let old_records: HashMap<String, serde_json::Value> = conn
+            .fetch_for_ids::<StoredRecord>(
+                &format!(
+                    "SELECT source_id, {} AS record FROM sources WHERE source_id IN ({{ids}})",
+                    conn.backend().json_text("raw_record")
+                ),
+                vec![],
+                &differs,
+            )
+            .await
+            .doing("reading the stored records of changed sources")?
+            .into_iter()
+            .map(|r| match serde_json::from_str(&r.record) {
+                Ok(v) => Ok((r.source_id, v)),
+                Err(e) => Err(StoreError::Corrupt(format!(
+                    "sources.raw_record of source {} is not JSON ({e}); restore it from source_versions \
+                     or delete the row so that the next run inserts it again",
+                    r.source_id
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+
+        let mut written: Vec<(Prepared, i64)> = Vec::new();
+        let mut replaced: Vec<String> = Vec::new();
+        let mut close: Vec<String> = Vec::new();
+        let mut changes: Vec<Row> = Vec::new();
+        for (id, prep) in by_id {
+            let before = self.outcomes.get(&id).copied();
+            let Some(s) = stored.get(&id) else {
+                changes.push(self.change(&id, "created", None));
+                self.outcomes.insert(id.clone(), Outcome::Created);
+                self.opened.insert(id);
+                written.push((prep, 1));
+                continue;
+            };
+            if !s.deleted && s.content_hash == prep.hash {
+                self.outcomes.entry(id).or_insert(Outcome::Unchanged);
+                continue;
+            }
+            let fields = old_records
+                .get(&id)
+                .map(|old| diff(old, &prep.record))
+                .unwrap_or_default();
+            for f in &fields {
+                changes.push(self.change(&id, "updated", Some(f)));
+            }
+            replaced.push(id.clone());
+            let version = if s.deleted {
+                changes.push(self.change(&id, "restored", None));
+                self.outcomes.insert(id.clone(), Outcome::Restored);
+                self.opened.insert(id.clone());
+                s.version + 1
+            } else if fields.is_empty() || self.opened.contains(&id) {
+                // Only the order of bots or tags moved, or this run already opened the
+                // version: the open version takes the new form in place.
+                if before.is_none() || before == Some(Outcome::Unchanged) {
+                    self.outcomes.insert(id.clone(), Outcome::Updated);
+                }
+                s.version
+            } else {
+                close.push(id.clone());
+                self.opened.insert(id.clone());
+                self.outcomes.insert(id.clone(), Outcome::Updated);
+                s.version + 1
+            };
+            written.push((prep, version));
+        }
+        if self.dry_run || written.is_empty() {
+            return Ok(());
+        }
+        self.write(written, &replaced, &close, changes).await
+    }
+
+    fn change(&self, id: &str, kind: &str, field: Option<&FieldChange>) -> Row {
+        vec![
+            self.run(),
+            text(id),
+            text(kind),
+            Val::Text(field.map(|f| f.path.clone())),
+            field.map_or(Val::Json(None), |f| json_text(&f.old)),
+            field.map_or(Val::Json(None), |f| json_text(&f.new)),
+            self.time(),
+        ]
+    }
+
+    async fn write(
+        &mut self,
+        written: Vec<(Prepared, i64)>,
+        replaced: &[String],
+        close: &[String],
+        changes: Vec<Row>,
+    ) -> Result<(), StoreError> {
+        let (at, run) = (self.time(), self.run());
+        let mut conn = self.tx.conn();
+        for table in &CHILD_TABLES {
+            conn.for_ids(
+                &format!("DELETE FROM {} WHERE source_id IN ({{ids}})", table.name),
+                vec![],
+                replaced,
+            )
+            .await
+            .doing("removing the child rows of changed sources")?;
+        }
+        let mut source_rows = Vec::with_capacity(written.len());
+        let mut version_rows = Vec::with_capacity(written.len());
+        let mut child_rows: [Vec<Row>; 11] = Default::default();
+        let mut bots: HashMap<String, Option<String>> = HashMap::new();
+        for (prep, version) in written {
+            let Prepared {
+                id,
+                record_json,
+                hash,
+                mut source_row,
+                children,
+                bots: assigned,
+                ..
+            } = prep;
+            source_row.extend([
+                Val::Json(Some(record_json.clone())),
+                text(&hash),
+                Val::Int(Some(version)),
+                at.clone(),
+                run.clone(),
+                at.clone(),
+                run.clone(),
+                Val::Time(None),
+                Val::Int(None),
+            ]);
+            source_rows.push(source_row);
+            version_rows.push(vec![
+                text(&id),
+                Val::Int(Some(version)),
+                at.clone(),
+                Val::Time(None),
+                run.clone(),
+                Val::Int(None),
+                text(&hash),
+                Val::Json(Some(record_json)),
+            ]);
+            for (all, rows) in child_rows.iter_mut().zip(children) {
+                all.extend(rows);
+            }
+            bots.extend(assigned);
+        }
+        let columns: Vec<&str> = SOURCES.columns.iter().chain(&SOURCE_BOOKKEEPING).copied().collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !matches!(**c, "source_id" | "first_seen_at" | "first_seen_run_id"))
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        conn.insert_rows(
+            SOURCES.name,
+            &columns,
+            source_rows,
+            &format!("ON CONFLICT (source_id) DO UPDATE SET {}", updates.join(", ")),
+        )
+        .await
+        .doing("writing sources")?;
+        for (table, rows) in CHILD_TABLES.iter().zip(child_rows) {
+            conn.insert_rows(table.name, table.columns, rows, "")
+                .await
+                .doing("writing the child rows of sources")?;
+        }
+        let bot_rows: Vec<Row> = bots
+            .into_iter()
+            .map(|(id, name)| vec![text(&id), Val::Text(name), at.clone(), run.clone(), at.clone(), run.clone()])
+            .collect();
+        conn.insert_rows(
+            "bots",
+            &["bot_id", "bot_name", "first_seen_at", "first_seen_run_id", "updated_at", "updated_run_id"],
+            bot_rows,
+            "ON CONFLICT (bot_id) DO UPDATE SET bot_name = excluded.bot_name, updated_at = excluded.updated_at, \
+             updated_run_id = excluded.updated_run_id WHERE bots.bot_name IS DISTINCT FROM excluded.bot_name",
+        )
+        .await
+        .doing("writing bots")?;
+        conn.for_ids(
+            "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
+            vec![at.clone(), run.clone()],
+            close,
+        )
+        .await
+        .doing("closing the versions of changed sources")?;
+        conn.insert_rows(
+            "source_versions",
+            &VERSION_COLUMNS,
+            version_rows,
+            "ON CONFLICT (source_id, version) DO UPDATE SET content_hash = excluded.content_hash, record = excluded.record",
+        )
+        .await
+        .doing("writing source versions")?;
+        conn.insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
+            .await
+            .doing("writing source changes")?;
+        Ok(())
+    }
+
+    /// Live sources that `seen` lacks, read in id order a slice at a time; and how many
+    /// sources are live.
+    pub async fn missing(&mut self, seen: &HashSet<String>) -> Result<(Vec<String>, u64), StoreError> {
+        let mut missing = Vec::new();
+        let mut live = 0u64;
+        let mut after = String::new();
+        let mut conn = self.tx.conn();
+        loop {
+            let slice: Vec<Id> = conn
+                .fetch_all(
+                    "SELECT source_id FROM sources WHERE deleted_at IS NULL AND source_id > $1 ORDER BY source_id LIMIT 5000",
+                    vec![text(&after)],
+                )
+                .await
+                .doing("listing the live sources")?;
+            let Some(last) = slice.last() else { break };
+            after = last.source_id.clone();
+            live += slice.len() as u64;
+            missing.extend(slice.into_iter().map(|r| r.source_id).filter(|id| !seen.contains(id)));
+        }
+        Ok((missing, live))
+    }
+
+    /// Marks sources deleted: `deleted_at` set, the open version closed, a `deleted` change.
+    /// Their child rows stay, so a deleted source can still be inspected.
+    pub async fn delete(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        self.deleted += ids.len() as u64;
+        if self.dry_run {
+            return Ok(());
+        }
+        let (at, run) = (self.time(), self.run());
+        let changes: Vec<Row> = ids.iter().map(|id| self.change(id, "deleted", None)).collect();
+        let mut conn = self.tx.conn();
+        conn.for_ids(
+            "UPDATE sources SET deleted_at = $1, deleted_run_id = $2, last_changed_at = $1, last_changed_run_id = $2 \
+             WHERE source_id IN ({ids})",
+            vec![at.clone(), run.clone()],
+            ids,
+        )
+        .await
+        .doing("marking sources deleted")?;
+        conn.for_ids(
+            "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
+            vec![at, run],
+            ids,
+        )
+        .await
+        .doing("closing the versions of deleted sources")?;
+        conn.insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
+            .await
+            .doing("writing source changes")?;
+        Ok(())
+    }
+
+    /// Records live sources that an incomplete run did not see (so `last_seen` stays true).
+    pub async fn record_misses(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let rows = ids.iter().map(|id| vec![self.run(), text(id)]).collect();
+        self.tx
+            .conn()
+            .insert_rows("source_misses", &["run_id", "source_id"], rows, "")
+            .await
+            .doing("recording the sources a run did not see")
+    }
+
+    /// Drops change rows and closed versions older than `before`.
+    pub async fn prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        if self.dry_run {
+            return Ok(0);
+        }
+        let mut conn = self.tx.conn();
+        let t = Val::Time(Some(before));
+        let changes = conn
+            .execute("DELETE FROM source_changes WHERE changed_at < $1", vec![t.clone()])
+            .await
+            .doing("pruning old changes")?;
+        let versions = conn
+            .execute(
+                "DELETE FROM source_versions WHERE valid_to IS NOT NULL AND valid_to < $1",
+                vec![t],
+            )
+            .await
+            .doing("pruning old versions")?;
+        Ok(changes + versions)
+    }
+
+    /// The run's transaction, to finish it (write the run row, then commit or roll back).
+    pub fn into_tx(self) -> Tx {
+        self.tx
+    }
+
+    pub fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}

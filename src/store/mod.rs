@@ -1,0 +1,299 @@
+//! The database: connect by URL scheme, run the embedded migrations, hold the one-writer
+//! lock, and open the transaction in which a run applies its snapshot.
+
+pub mod apply;
+pub mod runs;
+pub mod sql;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite};
+
+pub use sql::{Backend, Conn};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("database error while {doing}: {source}")]
+    Sql { doing: &'static str, source: sqlx::Error },
+    #[error("cannot migrate the database: {0}; if a migration was edited after it ran, restore it and add a new one instead")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("another closebot-sync is syncing into this database ({0}); this run did not start")]
+    Busy(String),
+    #[error("the database schema is behind this closebot-sync ({pending} migrations pending): run `closebot-sync migrate`")]
+    Outdated { pending: usize },
+    #[error("the database holds data this closebot-sync cannot read: {0}")]
+    Corrupt(String),
+    #[error("cannot use the lock file {path}: {source}")]
+    LockFile { path: PathBuf, source: std::io::Error },
+}
+
+/// Tags a sqlx error with what the store was doing.
+pub trait Doing<T> {
+    fn doing(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Doing<T> for sqlx::Result<T> {
+    fn doing(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sql { doing: what, source })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite { pool: SqlitePool, lock_path: PathBuf },
+    Postgres { pool: PgPool },
+}
+
+/// An open transaction of either backend.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(t) => Conn::Sqlite(&mut *t),
+            Tx::Postgres(t) => Conn::Postgres(&mut *t),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+        .doing("committing the run")
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await,
+        }
+        .doing("rolling back the run")
+    }
+}
+
+/// A pooled connection of either backend.
+pub enum Pooled {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Pooled {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Sqlite(c) => Conn::Sqlite(&mut *c),
+            Pooled::Postgres(c) => Conn::Postgres(&mut *c),
+        }
+    }
+}
+
+/// Held while a run writes: no two runs sync into one database at the same time.
+/// PostgreSQL: a session advisory lock (its connection is closed, not pooled, on drop, so
+/// the lock cannot outlive the run). SQLite: an exclusive lock on `<database>.lock`.
+pub enum WriterLock {
+    Postgres(Option<PoolConnection<Postgres>>),
+    File(std::fs::File),
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        if let WriterLock::Postgres(conn) = self {
+            if let Some(conn) = conn.take() {
+                // Closing the session releases the advisory lock.
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+/// Hides the password of a URL shown in a message.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite:` or `postgres://`).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let fail = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(fail)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(false);
+            let mut lock_path = options.get_filename().as_os_str().to_owned();
+            lock_path.push(".lock");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await
+                .map_err(fail)?;
+            Ok(Store::Sqlite {
+                pool,
+                lock_path: lock_path.into(),
+            })
+        } else {
+            let options = PgConnectOptions::from_str(url).map_err(fail)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(fail)?;
+            Ok(Store::Postgres { pool })
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite { .. } => Backend::Sqlite,
+            Store::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Store::Sqlite { .. } => &SQLITE_MIGRATIONS,
+            Store::Postgres { .. } => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies the migrations this binary carries that the database lacks; returns how many.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let before = self.pending_migrations().await?;
+        match self {
+            Store::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(before)
+    }
+
+    /// How many of this binary's migrations the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Applied {
+            version: i64,
+        }
+        let mut c = self.acquire().await?;
+        let exists: Vec<Applied> = match c.conn() {
+            Conn::Sqlite(s) => sqlx::query_as(
+                "SELECT 1 AS version FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_all(&mut *s)
+            .await,
+            Conn::Postgres(p) => sqlx::query_as(
+                "SELECT 1::bigint AS version FROM pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()",
+            )
+            .fetch_all(&mut *p)
+            .await,
+        }
+        .doing("reading the applied migrations")?;
+        let applied: Vec<Applied> = if exists.is_empty() {
+            Vec::new()
+        } else {
+            c.conn()
+                .fetch_all("SELECT version FROM _sqlx_migrations WHERE success", vec![])
+                .await
+                .doing("reading the applied migrations")?
+        };
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.iter().any(|a| a.version == m.version))
+            .count())
+    }
+
+    pub async fn acquire(&self) -> Result<Pooled, StoreError> {
+        match self {
+            Store::Sqlite { pool, .. } => pool.acquire().await.map(Pooled::Sqlite),
+            Store::Postgres { pool } => pool.acquire().await.map(Pooled::Postgres),
+        }
+        .doing("connecting")
+    }
+
+    /// Opens a write transaction (SQLite: `BEGIN IMMEDIATE`, so it never fails half-way on a lock upgrade).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        match self {
+            Store::Sqlite { pool, .. } => pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Store::Postgres { pool } => pool.begin().await.map(Tx::Postgres),
+        }
+        .doing("starting the run's transaction")
+    }
+
+    /// Takes the one-writer lock, or says who has it.
+    pub async fn lock_writer(&self) -> Result<WriterLock, StoreError> {
+        match self {
+            Store::Sqlite { lock_path, .. } => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(lock_path)
+                    .map_err(|source| StoreError::LockFile {
+                        path: lock_path.clone(),
+                        source,
+                    })?;
+                match file.try_lock() {
+                    Ok(()) => Ok(WriterLock::File(file)),
+                    Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Busy(format!(
+                        "the lock file {} is held by another process",
+                        lock_path.display()
+                    ))),
+                    Err(std::fs::TryLockError::Error(source)) => Err(StoreError::LockFile {
+                        path: lock_path.clone(),
+                        source,
+                    }),
+                }
+            }
+            Store::Postgres { pool } => {
+                let mut conn = pool.acquire().await.doing("connecting")?;
+                // One lock per database and schema, so separate test schemas do not collide.
+                let (got,): (bool,) = sqlx::query_as(
+                    "SELECT pg_try_advisory_lock(hashtext('closebot-sync:' || current_database() || ':' || current_schema())::bigint)",
+                )
+                .fetch_one(&mut *conn)
+                .await
+                .doing("taking the writer lock")?;
+                if got {
+                    Ok(WriterLock::Postgres(Some(conn)))
+                } else {
+                    Err(StoreError::Busy(
+                        "another instance holds the PostgreSQL advisory lock".to_string(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite { pool, .. } => pool.close().await,
+            Store::Postgres { pool } => pool.close().await,
+        }
+    }
+}

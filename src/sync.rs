@@ -1,0 +1,298 @@
+//! One run: take the writer lock, record the run, walk the listing (again, up to
+//! `sync.max_walks`, while it cannot be shown complete), apply each page as it arrives,
+//! decide what may be marked deleted, and commit it all at once.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::closebot::{walk, ApiError, Client, PageSink, RawSource};
+use crate::config::Settings;
+use crate::model::prepare;
+use crate::store::apply::Applier;
+use crate::store::runs::{self, RunCounts, RunStatus};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("page {page} holds a source the mirror cannot store: source {source_id}: {problem}")]
+    BadSource {
+        page: u32,
+        source_id: String,
+        problem: String,
+    },
+    #[error("the run was stopped by shutdown before it finished; nothing of it was applied")]
+    Cancelled,
+}
+
+impl SyncError {
+    /// The status a run that ended with this error gets.
+    pub fn status(&self) -> RunStatus {
+        match self {
+            SyncError::Cancelled => RunStatus::Aborted,
+            _ => RunStatus::Failed,
+        }
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// What started the run (`manual`, `schedule`, `demo`); recorded in `sync_runs.trigger`.
+    pub trigger: String,
+    /// Walk and compare, write nothing (no run row either).
+    pub dry_run: bool,
+    /// Accept, once, a complete walk that would delete more than `sync.max_delete_fraction`.
+    pub allow_mass_delete: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// `None` for a dry run.
+    pub run_id: Option<i64>,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    /// Why a run is partial, or other remarks.
+    pub notes: Option<String>,
+    /// The error of a failed or aborted run, with its causes.
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+impl RunReport {
+    /// The one-line summary `sync` prints.
+    pub fn summary(&self) -> String {
+        let c = &self.counts;
+        let what = match self.run_id {
+            Some(id) => format!("run {id} {}", self.status.as_str()),
+            None => "dry run (nothing written)".to_string(),
+        };
+        let mut line = format!(
+            "{what} in {:.1}s: {} pages, {} sources seen ({} created, {} updated, {} unchanged, {} deleted, {} restored), {} requests, {} retries",
+            self.duration.as_secs_f64(),
+            c.pages, c.seen, c.created, c.updated, c.unchanged, c.deleted, c.restored, c.http_requests, c.retries
+        );
+        if let Some(n) = &self.notes {
+            line.push_str(&format!("; {n}"));
+        }
+        if let Some(e) = &self.error {
+            line.push_str(&format!("; error: {e}"));
+        }
+        line
+    }
+}
+
+/// Every cause of an error, joined, so one log line or one table cell tells the whole story.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+struct Sink<'a> {
+    applier: &'a mut Applier,
+    store_credentials: bool,
+    cancel: &'a CancellationToken,
+}
+
+impl PageSink for Sink<'_> {
+    type Error = SyncError;
+
+    async fn accept(&mut self, page: u32, sources: Vec<RawSource>) -> Result<(), SyncError> {
+        if self.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+        let mut prepared = Vec::with_capacity(sources.len());
+        for raw in sources {
+            let source_id = raw.id.clone();
+            prepared.push(prepare(raw, self.store_credentials).map_err(|problem| SyncError::BadSource {
+                page,
+                source_id,
+                problem,
+            })?);
+        }
+        self.applier.apply(prepared).await?;
+        Ok(())
+    }
+}
+
+/// Runs one sync. An error before the run row exists (the lock is taken, the database is
+/// down) is returned as `Err`; once the row exists, every outcome is a [`RunReport`].
+pub async fn run_once(
+    settings: &Settings,
+    store: &Store,
+    client: &Client,
+    options: &SyncOptions,
+    cancel: &CancellationToken,
+) -> Result<RunReport, SyncError> {
+    let started = Instant::now();
+    let _lock = store.lock_writer().await?;
+    let at = Utc::now();
+    let run_id = if options.dry_run {
+        None
+    } else {
+        let mut c = store.acquire().await?;
+        let abandoned = runs::mark_abandoned(&mut c.conn()).await?;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "marked runs left running by a dead process as abandoned");
+        }
+        Some(runs::start(&mut c.conn(), at, &options.trigger).await?)
+    };
+    let span = tracing::info_span!("sync_run", run_id = run_id.unwrap_or(0), dry_run = options.dry_run);
+    let before = (
+        client.counters.requests.load(Ordering::Relaxed),
+        client.counters.retries.load(Ordering::Relaxed),
+    );
+    let mut counts = RunCounts::default();
+    let outcome = async {
+        let tx = store.begin().await?;
+        let mut applier = Applier::new(tx, run_id.unwrap_or(0), at, options.dry_run);
+        let result = tokio::select! {
+            r = walk_and_apply(settings, client, options, &mut applier, &mut counts, cancel) => r,
+            _ = cancel.cancelled() => Err(SyncError::Cancelled),
+        };
+        counts.http_requests = client.counters.requests.load(Ordering::Relaxed) - before.0;
+        counts.retries = client.counters.retries.load(Ordering::Relaxed) - before.1;
+        let applied = applier.counts();
+        (counts.created, counts.updated, counts.unchanged, counts.deleted, counts.restored) =
+            (applied.created, applied.updated, applied.unchanged, applied.deleted, applied.restored);
+        match result {
+            Ok((status, notes)) => {
+                let mut tx = applier.into_tx();
+                if let Some(id) = run_id {
+                    runs::finish(&mut tx.conn(), id, status, &counts, notes.as_deref(), None).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok((status, notes))
+            }
+            Err(e) => {
+                applier.into_tx().rollback().await?;
+                Err(e)
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let (status, notes, error) = match outcome {
+        Ok((status, notes)) => (status, notes, None),
+        Err(e) => {
+            let text = chain(&e);
+            span.in_scope(|| tracing::error!(error = %text, "the run failed; nothing of it was applied"));
+            if let Some(id) = run_id {
+                // Counts of a failed run describe what was attempted, not what was kept.
+                let mut c = store.acquire().await?;
+                runs::finish(&mut c.conn(), id, e.status(), &counts, None, Some(&text)).await?;
+            }
+            (e.status(), None, Some(text))
+        }
+    };
+    let report = RunReport {
+        run_id,
+        status,
+        counts,
+        notes,
+        error,
+        duration: started.elapsed(),
+    };
+    crate::telemetry::record_run(&report);
+    span.in_scope(|| tracing::info!(status = status.as_str(), "{}", report.summary()));
+    Ok(report)
+}
+
+async fn walk_and_apply(
+    settings: &Settings,
+    client: &Client,
+    options: &SyncOptions,
+    applier: &mut Applier,
+    counts: &mut RunCounts,
+    cancel: &CancellationToken,
+) -> Result<(RunStatus, Option<String>), SyncError> {
+    let mut union: HashSet<String> = HashSet::new();
+    let mut totals: Vec<u64> = Vec::new();
+    let mut complete: Option<HashSet<String>> = None;
+    let mut problems: Vec<String> = Vec::new();
+    for attempt in 1..=settings.sync.max_walks {
+        let mut sink = Sink {
+            applier: &mut *applier,
+            store_credentials: settings.sync.store_credentials,
+            cancel,
+        };
+        let w = walk(client, settings.api.concurrency, &mut sink).await?;
+        counts.walks += 1;
+        counts.pages += u64::from(w.pages);
+        counts.api_total = Some(w.total);
+        totals.push(w.total);
+        union.extend(w.seen.iter().cloned());
+        match w.incomplete {
+            None => {
+                complete = Some(w.seen);
+                break;
+            }
+            Some(why) => {
+                tracing::warn!(walk = attempt, reason = %why, "the walk could not be shown complete");
+                problems.push(format!("walk {attempt}: {why}"));
+            }
+        }
+    }
+    counts.seen = union.len() as u64;
+    // Walks that each missed something still cover the listing if together they saw as
+    // many distinct sources as every walk's (unchanged) total.
+    if complete.is_none() && totals.windows(2).all(|t| t[0] == t[1]) && totals.first() == Some(&(union.len() as u64)) {
+        complete = Some(union.clone());
+    }
+    let Some(seen) = complete else {
+        let (missing, _) = applier.missing(&union).await?;
+        applier.record_misses(&missing).await?;
+        let note = format!(
+            "the listing could not be shown complete after {} walks, so nothing was marked deleted ({})",
+            counts.walks,
+            problems.join("; ")
+        );
+        return Ok((RunStatus::Partial, Some(note)));
+    };
+    let (missing, live) = applier.missing(&seen).await?;
+    let mut status = RunStatus::Succeeded;
+    let mut note = None;
+    let limit = settings.sync.max_delete_fraction * live as f64;
+    if !missing.is_empty() && missing.len() as f64 > limit && !options.allow_mass_delete {
+        let text = format!(
+            "the listing no longer holds {} of {live} live sources, more than sync.max_delete_fraction ({}) allows: \
+             nothing was marked deleted; if the sources really are gone, run `closebot-sync sync --allow-mass-delete` once",
+            missing.len(),
+            settings.sync.max_delete_fraction
+        );
+        tracing::warn!(missing = missing.len(), live, "{text}");
+        applier.record_misses(&missing).await?;
+        status = RunStatus::Partial;
+        note = Some(text);
+    } else {
+        applier.delete(&missing).await?;
+    }
+    if let Some(days) = settings.history_retain_days {
+        let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
+        applier.prune(cutoff).await?;
+    }
+    if cancel.is_cancelled() {
+        return Err(SyncError::Cancelled);
+    }
+    Ok((status, note))
+}

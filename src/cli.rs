@@ -23,7 +23,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "closebot-sync", version, about = "Mirrors the CloseBot sources listing into SQLite or PostgreSQL")]
+#[command(
+    name = "closebot-sync",
+    version,
+    about = "Mirrors the CloseBot sources listing into SQLite or PostgreSQL"
+)]
 pub struct Cli {
     /// Settings file (default: $CLOSEBOT_SYNC_CONFIG, else ./closebot-sync.toml if present).
     #[arg(long, global = true, value_name = "PATH")]

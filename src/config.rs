@@ -251,9 +251,8 @@ impl Settings {
             None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
         };
         if let Some(path) = &file_used {
-            builder = builder.add_source(
-                config::File::from(path.as_path()).format(config::FileFormat::Toml),
-            );
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
         // Only our own variables, and not the one that names the file: it is no setting.
         let ours: config::Map<String, String> = env
@@ -327,7 +326,10 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
     }
     let timeout = duration("api.timeout", &raw.api.timeout)?;
     if timeout.is_zero() {
-        return Err(invalid("api.timeout", "must be more than zero, e.g. \"30s\""));
+        return Err(invalid(
+            "api.timeout",
+            "must be more than zero, e.g. \"30s\"",
+        ));
     }
     let max_retry_wait = duration("api.max_retry_wait", &raw.api.max_retry_wait)?;
     if raw.api.concurrency == 0 || raw.api.concurrency > 16 {
@@ -389,7 +391,10 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
     tracing_subscriber::EnvFilter::try_new(&raw.log.level).map_err(|e| {
         invalid(
             "log.level",
-            format!("{:?}: {e}; use e.g. \"info\" or \"closebot_sync=debug\"", raw.log.level),
+            format!(
+                "{:?}: {e}; use e.g. \"info\" or \"closebot_sync=debug\"",
+                raw.log.level
+            ),
         )
     })?;
     let metrics_listen = raw
@@ -434,7 +439,10 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
         schedule: ScheduleSettings {
             cron: raw.schedule.cron,
             run_on_start: raw.schedule.run_on_start,
-            shutdown_timeout: duration("schedule.shutdown_timeout", &raw.schedule.shutdown_timeout)?,
+            shutdown_timeout: duration(
+                "schedule.shutdown_timeout",
+                &raw.schedule.shutdown_timeout,
+            )?,
         },
         log: LogSettings {
             level: raw.log.level,
@@ -494,4 +502,122 @@ fn read_key_file(path: &Path) -> Result<SecretString, ConfigError> {
         )
     })?;
     check_key("api.key_file", SecretString::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, toml).unwrap();
+        Settings::load_from(
+            Some(&file),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn the_example_file_holds_exactly_the_built_in_defaults() {
+        let example = include_str!("../config.example.toml");
+        let from_example = load(example, &[]).unwrap();
+        let from_defaults = load("", &[]).unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{from_defaults:?}"));
+        assert_eq!(from_defaults.api.page_size, 100);
+        assert_eq!(from_defaults.database.url, "sqlite://closebot-sync.db");
+        assert!(!from_defaults.sync.store_credentials);
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_with_both_separators() {
+        let s = load(
+            "[api]\npage_size = 50\n",
+            &[
+                ("CLOSEBOT_SYNC_API__PAGE_SIZE", "25"),
+                ("CLOSEBOT_SYNC_DATABASE__URL", "postgres://u@h/db"),
+                ("CLOSEBOT_SYNC_API__KEY", "00123"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.api.page_size, 25);
+        assert_eq!(s.database.url, "postgres://u@h/db");
+        // try_parsing is off: a key of digits stays the string it was.
+        assert_eq!(s.api.key.as_ref().unwrap().expose_secret(), "00123");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_and_the_fix() {
+        for (toml, key) in [
+            ("[api]\ntimeout = \"soon\"\n", "api.timeout"),
+            (
+                "[api]\nbase_url = \"http://api.closebot.com\"\n",
+                "api.base_url",
+            ),
+            (
+                "[sync]\nmax_delete_fraction = 2.0\n",
+                "sync.max_delete_fraction",
+            ),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            ("[history]\nretain_days = 0\n", "history.retain_days"),
+        ] {
+            let e = load(toml, &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        let typo = load("[api]\npage_sise = 5\n", &[]).unwrap_err().to_string();
+        assert!(typo.contains("page_sise"), "{typo}");
+    }
+
+    #[test]
+    fn plain_http_is_accepted_only_for_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+            "https://x.example",
+        ] {
+            let toml = format!("[api]\nbase_url = \"{ok}\"\n");
+            assert!(load(&toml, &[]).is_ok(), "{ok}");
+        }
+        let e = load("[api]\nbase_url = \"http://10.0.0.5\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn the_key_file_is_read_and_a_world_readable_key_draws_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "secret-from-file\n").unwrap();
+        let s = load(
+            &format!("[api]\nkey_file = \"{}\"\n", key_file.display()),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.api.key.unwrap().expose_secret(), "secret-from-file");
+
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[api]\nkey = \"k\"\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = Settings::load_from(Some(&file), Vec::new()).unwrap();
+        assert!(
+            s.warnings.iter().any(|w| w.contains("chmod 600")),
+            "{:?}",
+            s.warnings
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Settings::load_from(Some(&file), Vec::new())
+            .unwrap()
+            .warnings
+            .is_empty());
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let s = load("", &[("CLOSEBOT_SYNC_API__KEY", "very-secret-key")]).unwrap();
+        assert!(!format!("{s:?}").contains("very-secret-key"));
+    }
 }

@@ -17,13 +17,29 @@ pub fn runs_table(rows: &[RunRow]) -> String {
     }
     let mut out = format!(
         "{:>6}  {:<20}  {:>8}  {:<9}  {:<8}  {:>5}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>8}  {}\n",
-        "run", "started (UTC)", "took", "status", "trigger", "pages", "seen", "created", "updated", "unchanged",
-        "deleted", "restored", "notes / error"
+        "run",
+        "started (UTC)",
+        "took",
+        "status",
+        "trigger",
+        "pages",
+        "seen",
+        "created",
+        "updated",
+        "unchanged",
+        "deleted",
+        "restored",
+        "notes / error"
     );
     for r in rows {
         let took = r
             .finished_at
-            .map(|f| format!("{:.1}s", (f - r.started_at).num_milliseconds() as f64 / 1000.0))
+            .map(|f| {
+                format!(
+                    "{:.1}s",
+                    (f - r.started_at).num_milliseconds() as f64 / 1000.0
+                )
+            })
             .unwrap_or_else(|| "-".to_string());
         let remark = r.error.as_deref().or(r.notes.as_deref()).unwrap_or("");
         out.push_str(&format!(

@@ -122,10 +122,12 @@ impl PageSink for Sink<'_> {
         let mut prepared = Vec::with_capacity(sources.len());
         for raw in sources {
             let source_id = raw.id.clone();
-            prepared.push(prepare(raw, self.store_credentials).map_err(|problem| SyncError::BadSource {
-                page,
-                source_id,
-                problem,
+            prepared.push(prepare(raw, self.store_credentials).map_err(|problem| {
+                SyncError::BadSource {
+                    page,
+                    source_id,
+                    problem,
+                }
             })?);
         }
         self.applier.apply(prepared).await?;
@@ -151,11 +153,18 @@ pub async fn run_once(
         let mut c = store.acquire().await?;
         let abandoned = runs::mark_abandoned(&mut c.conn()).await?;
         if abandoned > 0 {
-            tracing::warn!(abandoned, "marked runs left running by a dead process as abandoned");
+            tracing::warn!(
+                abandoned,
+                "marked runs left running by a dead process as abandoned"
+            );
         }
         Some(runs::start(&mut c.conn(), at, &options.trigger).await?)
     };
-    let span = tracing::info_span!("sync_run", run_id = run_id.unwrap_or(0), dry_run = options.dry_run);
+    let span = tracing::info_span!(
+        "sync_run",
+        run_id = run_id.unwrap_or(0),
+        dry_run = options.dry_run
+    );
     let before = (
         client.counters.requests.load(Ordering::Relaxed),
         client.counters.retries.load(Ordering::Relaxed),
@@ -171,13 +180,25 @@ pub async fn run_once(
         counts.http_requests = client.counters.requests.load(Ordering::Relaxed) - before.0;
         counts.retries = client.counters.retries.load(Ordering::Relaxed) - before.1;
         let applied = applier.counts();
-        (counts.created, counts.updated, counts.unchanged, counts.deleted, counts.restored) =
-            (applied.created, applied.updated, applied.unchanged, applied.deleted, applied.restored);
+        (
+            counts.created,
+            counts.updated,
+            counts.unchanged,
+            counts.deleted,
+            counts.restored,
+        ) = (
+            applied.created,
+            applied.updated,
+            applied.unchanged,
+            applied.deleted,
+            applied.restored,
+        );
         match result {
             Ok((status, notes)) => {
                 let mut tx = applier.into_tx();
                 if let Some(id) = run_id {
-                    runs::finish(&mut tx.conn(), id, status, &counts, notes.as_deref(), None).await?;
+                    runs::finish(&mut tx.conn(), id, status, &counts, notes.as_deref(), None)
+                        .await?;
                     tx.commit().await?;
                 } else {
                     tx.rollback().await?;
@@ -196,7 +217,9 @@ pub async fn run_once(
         Ok((status, notes)) => (status, notes, None),
         Err(e) => {
             let text = chain(&e);
-            span.in_scope(|| tracing::error!(error = %text, "the run failed; nothing of it was applied"));
+            span.in_scope(
+                || tracing::error!(error = %text, "the run failed; nothing of it was applied"),
+            );
             if let Some(id) = run_id {
                 // Counts of a failed run describe what was attempted, not what was kept.
                 let mut c = store.acquire().await?;
@@ -256,7 +279,10 @@ async fn walk_and_apply(
     counts.seen = union.len() as u64;
     // Walks that each missed something still cover the listing if together they saw as
     // many distinct sources as every walk's (unchanged) total.
-    if complete.is_none() && totals.windows(2).all(|t| t[0] == t[1]) && totals.first() == Some(&(union.len() as u64)) {
+    if complete.is_none()
+        && totals.windows(2).all(|t| t[0] == t[1])
+        && totals.first() == Some(&(union.len() as u64))
+    {
         complete = Some(union.clone());
     }
     let Some(seen) = complete else {

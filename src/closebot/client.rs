@@ -27,9 +27,7 @@ pub enum ApiError {
          key was revoked or mistyped: create a new key in CloseBot and set it in api.key or api.key_file"
     )]
     KeyRefused { status: u16, body: String },
-    #[error(
-        "the API answered HTTP {status} for page {page}: {body}. {advice}"
-    )]
+    #[error("the API answered HTTP {status} for page {page}: {body}. {advice}")]
     Rejected {
         status: u16,
         page: u32,
@@ -37,7 +35,11 @@ pub enum ApiError {
         advice: &'static str,
     },
     #[error("the API kept failing for page {page} after {attempts} attempts: {last}")]
-    GaveUp { page: u32, attempts: u32, last: String },
+    GaveUp {
+        page: u32,
+        attempts: u32,
+        last: String,
+    },
     #[error("page {page} of the listing is malformed: {problem}")]
     BadPage { page: u32, problem: PageError },
     #[error("cannot build the HTTP client: {0}")]
@@ -66,7 +68,10 @@ pub struct Client {
 enum Attempt {
     Done(Page),
     /// Worth another try, after at least this long (a server's Retry-After) if given.
-    Retry { wait: Option<Duration>, why: String },
+    Retry {
+        wait: Option<Duration>,
+        why: String,
+    },
 }
 
 impl Client {

@@ -261,7 +261,9 @@ impl Source {
             let path = e.path().to_string();
             if path == "key" || path == "accessToken" {
                 // The value may be the credential itself: never echo it.
-                return format!("field `{path}` is not a string (value not shown: it is a credential)");
+                return format!(
+                    "field `{path}` is not a string (value not shown: it is a credential)"
+                );
             }
             format!("field `{path}`: {}", e.into_inner())
         })

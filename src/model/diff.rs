@@ -48,7 +48,12 @@ fn push(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
     });
 }
 
-fn compare_objects(path: &str, a: &Map<String, Value>, b: &Map<String, Value>, out: &mut Vec<FieldChange>) {
+fn compare_objects(
+    path: &str,
+    a: &Map<String, Value>,
+    b: &Map<String, Value>,
+    out: &mut Vec<FieldChange>,
+) {
     for (k, va) in a {
         compare(&join(path, k), Some(va), b.get(k), out);
     }
@@ -128,7 +133,13 @@ mod tests {
         let changes = diff(&old, &new);
         assert_eq!(changes.len(), 3);
         assert_eq!(changes[0].new, Some(json!(["SMS", "Email"])));
-        assert_eq!((changes[1].path.as_str(), changes[1].new.clone()), ("gone", None));
-        assert_eq!((changes[2].old.clone(), changes[2].new.clone()), (None, Some(Value::Null)));
+        assert_eq!(
+            (changes[1].path.as_str(), changes[1].new.clone()),
+            ("gone", None)
+        );
+        assert_eq!(
+            (changes[2].old.clone(), changes[2].new.clone()),
+            (None, Some(Value::Null))
+        );
     }
 }

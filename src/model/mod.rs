@@ -33,12 +33,29 @@ pub struct Table {
 pub const SOURCES: Table = Table {
     name: "sources",
     columns: &[
-        "source_id", "agency_id", "name", "category", "address", "key", "key_sha256",
-        "access_token", "access_token_sha256", "connected", "auto_shutoff", "graceful_goodbye",
-        "is_availability_contact_timezone", "is_bot_respond_windows_quiet_hours",
-        "summarize_attachments", "respond_to_reactions", "mark_conversation_as_unread",
-        "webhook_callback", "script_installed", "script_last_seen_at", "script_last_seen_domain",
-        "script_last_seen_endpoint", "hubspot_owner_id",
+        "source_id",
+        "agency_id",
+        "name",
+        "category",
+        "address",
+        "key",
+        "key_sha256",
+        "access_token",
+        "access_token_sha256",
+        "connected",
+        "auto_shutoff",
+        "graceful_goodbye",
+        "is_availability_contact_timezone",
+        "is_bot_respond_windows_quiet_hours",
+        "summarize_attachments",
+        "respond_to_reactions",
+        "mark_conversation_as_unread",
+        "webhook_callback",
+        "script_installed",
+        "script_last_seen_at",
+        "script_last_seen_domain",
+        "script_last_seen_endpoint",
+        "hubspot_owner_id",
     ],
 };
 
@@ -47,15 +64,27 @@ pub const CHILD_TABLES: [Table; 11] = [
     Table {
         name: "source_wallets",
         columns: &[
-            "source_id", "re_billing", "auto_refill", "top_up_amount", "refill_threshold",
-            "stripe_customer_id", "currency", "response_unit_cost_override",
-            "storage_unit_cost_override", "user_unit_cost_override",
+            "source_id",
+            "re_billing",
+            "auto_refill",
+            "top_up_amount",
+            "refill_threshold",
+            "stripe_customer_id",
+            "currency",
+            "response_unit_cost_override",
+            "storage_unit_cost_override",
+            "user_unit_cost_override",
         ],
     },
     Table {
         name: "source_bots",
         columns: &[
-            "source_id", "position", "bot_id", "bot_name", "persona_name_override", "enabled",
+            "source_id",
+            "position",
+            "bot_id",
+            "bot_name",
+            "persona_name_override",
+            "enabled",
             "tag_filter_operator",
         ],
     },
@@ -65,7 +94,14 @@ pub const CHILD_TABLES: [Table; 11] = [
     },
     Table {
         name: "source_bot_tags",
-        columns: &["source_id", "bot_position", "position", "tag_id", "name", "approve_deny"],
+        columns: &[
+            "source_id",
+            "bot_position",
+            "position",
+            "tag_id",
+            "name",
+            "approve_deny",
+        ],
     },
     Table {
         name: "source_bot_tag_filter_groups",
@@ -74,7 +110,12 @@ pub const CHILD_TABLES: [Table; 11] = [
     Table {
         name: "source_bot_tag_filter_rules",
         columns: &[
-            "source_id", "bot_position", "group_position", "position", "tag_name", "tag_id",
+            "source_id",
+            "bot_position",
+            "group_position",
+            "position",
+            "tag_name",
+            "tag_id",
             "condition",
         ],
     },
@@ -84,7 +125,13 @@ pub const CHILD_TABLES: [Table; 11] = [
     },
     Table {
         name: "source_respond_windows",
-        columns: &["source_id", "position", "day_of_week_utc", "start_time_utc", "duration"],
+        columns: &[
+            "source_id",
+            "position",
+            "day_of_week_utc",
+            "start_time_utc",
+            "duration",
+        ],
     },
     Table {
         name: "source_do_not_respond_windows",
@@ -93,7 +140,12 @@ pub const CHILD_TABLES: [Table; 11] = [
     Table {
         name: "source_bot_respond_windows",
         columns: &[
-            "source_id", "position", "day_of_week_utc", "start_time_utc", "duration", "channel",
+            "source_id",
+            "position",
+            "day_of_week_utc",
+            "start_time_utc",
+            "duration",
+            "channel",
         ],
     },
     Table {
@@ -274,7 +326,11 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
             }
         }
     }
-    for (p, account) in accounts_with_access.unwrap_or_default().into_iter().enumerate() {
+    for (p, account) in accounts_with_access
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         children[ACCOUNTS].push(vec![sid(), int(p), text(account)]);
     }
     for (p, w) in respond_windows.unwrap_or_default().into_iter().enumerate() {
@@ -286,7 +342,11 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
             text(w.duration),
         ]);
     }
-    for (p, w) in do_not_respond_windows.unwrap_or_default().into_iter().enumerate() {
+    for (p, w) in do_not_respond_windows
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         children[DO_NOT_RESPOND].push(vec![
             sid(),
             int(p),
@@ -294,7 +354,11 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
             time(&format!("doNotRespondWindows[{p}].end"), w.end)?,
         ]);
     }
-    for (p, w) in bot_respond_windows.unwrap_or_default().into_iter().enumerate() {
+    for (p, w) in bot_respond_windows
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         children[BOT_RESPOND].push(vec![
             sid(),
             int(p),
@@ -304,7 +368,11 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
             text(w.channel),
         ]);
     }
-    for (p, domain) in script_domain_allow_list.unwrap_or_default().into_iter().enumerate() {
+    for (p, domain) in script_domain_allow_list
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         children[SCRIPT_DOMAINS].push(vec![sid(), int(p), text(domain)]);
     }
     Ok(Prepared {

@@ -22,7 +22,9 @@ pub fn redact(mut record: Value) -> Value {
         for field in SECRET_FIELDS {
             if let Some(v) = map.get_mut(field) {
                 *v = match v {
-                    Value::String(s) => Value::String(format!("{FINGERPRINT_PREFIX}{}", fingerprint(s))),
+                    Value::String(s) => {
+                        Value::String(format!("{FINGERPRINT_PREFIX}{}", fingerprint(s)))
+                    }
                     _ => Value::Null,
                 };
             }

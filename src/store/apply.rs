@@ -317,7 +317,12 @@ impl Applier {
             }
             bots.extend(assigned);
         }
-        let columns: Vec<&str> = SOURCES.columns.iter().chain(&SOURCE_BOOKKEEPING).copied().collect();
+        let columns: Vec<&str> = SOURCES
+            .columns
+            .iter()
+            .chain(&SOURCE_BOOKKEEPING)
+            .copied()
+            .collect();
         let updates: Vec<String> = columns
             .iter()
             .filter(|c| !matches!(**c, "source_id" | "first_seen_at" | "first_seen_run_id"))
@@ -327,7 +332,10 @@ impl Applier {
             SOURCES.name,
             &columns,
             source_rows,
-            &format!("ON CONFLICT (source_id) DO UPDATE SET {}", updates.join(", ")),
+            &format!(
+                "ON CONFLICT (source_id) DO UPDATE SET {}",
+                updates.join(", ")
+            ),
         )
         .await
         .doing("writing sources")?;
@@ -338,7 +346,16 @@ impl Applier {
         }
         let bot_rows: Vec<Row> = bots
             .into_iter()
-            .map(|(id, name)| vec![text(&id), Val::Text(name), at.clone(), run.clone(), at.clone(), run.clone()])
+            .map(|(id, name)| {
+                vec![
+                    text(&id),
+                    Val::Text(name),
+                    at.clone(),
+                    run.clone(),
+                    at.clone(),
+                    run.clone(),
+                ]
+            })
             .collect();
         conn.insert_rows(
             "bots",
@@ -372,7 +389,10 @@ impl Applier {
 
     /// Live sources that `seen` lacks, read in id order a slice at a time; and how many
     /// sources are live.
-    pub async fn missing(&mut self, seen: &HashSet<String>) -> Result<(Vec<String>, u64), StoreError> {
+    pub async fn missing(
+        &mut self,
+        seen: &HashSet<String>,
+    ) -> Result<(Vec<String>, u64), StoreError> {
         let mut missing = Vec::new();
         let mut live = 0u64;
         let mut after = String::new();
@@ -388,7 +408,12 @@ impl Applier {
             let Some(last) = slice.last() else { break };
             after = last.source_id.clone();
             live += slice.len() as u64;
-            missing.extend(slice.into_iter().map(|r| r.source_id).filter(|id| !seen.contains(id)));
+            missing.extend(
+                slice
+                    .into_iter()
+                    .map(|r| r.source_id)
+                    .filter(|id| !seen.contains(id)),
+            );
         }
         Ok((missing, live))
     }
@@ -401,7 +426,10 @@ impl Applier {
             return Ok(());
         }
         let (at, run) = (self.time(), self.run());
-        let changes: Vec<Row> = ids.iter().map(|id| self.change(id, "deleted", None)).collect();
+        let changes: Vec<Row> = ids
+            .iter()
+            .map(|id| self.change(id, "deleted", None))
+            .collect();
         let mut conn = self.tx.conn();
         conn.for_ids(
             "UPDATE sources SET deleted_at = $1, deleted_run_id = $2, last_changed_at = $1, last_changed_run_id = $2 \
@@ -445,7 +473,10 @@ impl Applier {
         let mut conn = self.tx.conn();
         let t = Val::Time(Some(before));
         let changes = conn
-            .execute("DELETE FROM source_changes WHERE changed_at < $1", vec![t.clone()])
+            .execute(
+                "DELETE FROM source_changes WHERE changed_at < $1",
+                vec![t.clone()],
+            )
             .await
             .doing("pruning old changes")?;
         let versions = conn

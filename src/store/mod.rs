@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Postgres, Sqlite};
 
 pub use sql::{Backend, Conn};
@@ -24,7 +26,10 @@ pub enum StoreError {
     #[error("cannot open the database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("database error while {doing}: {source}")]
-    Sql { doing: &'static str, source: sqlx::Error },
+    Sql {
+        doing: &'static str,
+        source: sqlx::Error,
+    },
     #[error("cannot migrate the database: {0}; if a migration was edited after it ran, restore it and add a new one instead")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("another closebot-sync is syncing into this database ({0}); this run did not start")]
@@ -34,7 +39,10 @@ pub enum StoreError {
     #[error("the database holds data this closebot-sync cannot read: {0}")]
     Corrupt(String),
     #[error("cannot use the lock file {path}: {source}")]
-    LockFile { path: PathBuf, source: std::io::Error },
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Tags a sqlx error with what the store was doing.
@@ -44,14 +52,22 @@ pub trait Doing<T> {
 
 impl<T> Doing<T> for sqlx::Result<T> {
     fn doing(self, what: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sql { doing: what, source })
+        self.map_err(|source| StoreError::Sql {
+            doing: what,
+            source,
+        })
     }
 }
 
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite { pool: SqlitePool, lock_path: PathBuf },
-    Postgres { pool: PgPool },
+    Sqlite {
+        pool: SqlitePool,
+        lock_path: PathBuf,
+    },
+    Postgres {
+        pool: PgPool,
+    },
 }
 
 /// An open transaction of either backend.

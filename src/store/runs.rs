@@ -74,7 +74,11 @@ fn int(n: u64) -> Val {
 }
 
 /// Inserts the `running` row; returns its id.
-pub async fn start(conn: &mut Conn<'_>, at: DateTime<Utc>, trigger: &str) -> Result<i64, StoreError> {
+pub async fn start(
+    conn: &mut Conn<'_>,
+    at: DateTime<Utc>,
+    trigger: &str,
+) -> Result<i64, StoreError> {
     #[derive(sqlx::FromRow)]
     struct Id {
         run_id: i64,

@@ -210,7 +210,9 @@ impl Conn<'_> {
 
 fn id_list(sql: &str, fixed: &[Val], ids: &[String]) -> (String, Vec<Val>) {
     let start = fixed.len() + 1;
-    let list: Vec<String> = (start..start + ids.len()).map(|n| format!("${n}")).collect();
+    let list: Vec<String> = (start..start + ids.len())
+        .map(|n| format!("${n}"))
+        .collect();
     let mut args = fixed.to_vec();
     args.extend(ids.iter().map(|id| Val::Text(Some(id.clone()))));
     (sql.replace("{ids}", &list.join(", ")), args)

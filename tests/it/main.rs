@@ -1,0 +1,5 @@
+//! The integration tests: one binary, the simulator on loopback, every storage test on
+//! SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL.
+
+mod common;
+mod mirror;

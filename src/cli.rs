@@ -49,6 +49,17 @@ pub enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Print a source's versions and field changes, newest first.
+    History {
+        /// The sourceId.
+        source_id: String,
+    },
+    /// Write the listing as it stood at a time, as JSON, to stdout.
+    Export {
+        /// RFC 3339 time (e.g. 2026-03-03T12:00:00Z) or a date (the end of that day, UTC). Default: now.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+    },
     /// Show the last runs.
     Status {
         /// How many runs to show.
@@ -105,12 +116,29 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             );
             Ok(exit::OK)
         }
+        Command::History { source_id } => {
+            let store = ready_store(settings).await?;
+            let mut c = store.acquire().await?;
+            let versions = crate::store::history::versions(&mut c.conn(), &source_id).await?;
+            let changes = crate::store::history::changes(&mut c.conn(), &source_id).await?;
+            print!("{}", crate::report::history_text(&source_id, &versions, &changes));
+            Ok(exit::OK)
+        }
+        Command::Export { as_of } => {
+            let at = match as_of {
+                Some(t) => crate::report::parse_as_of(&t).map_err(anyhow::Error::msg)?,
+                None => chrono::Utc::now(),
+            };
+            let store = ready_store(settings).await?;
+            let mut c = store.acquire().await?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = crate::report::export(&mut c.conn(), at, &mut out).await?;
+            tracing::info!(sources = n, "exported the listing as of {at}");
+            Ok(exit::OK)
+        }
         Command::Status { runs: n } => {
-            let store = connect(settings).await?;
-            let pending = store.pending_migrations().await?;
-            if pending > 0 {
-                anyhow::bail!(crate::store::StoreError::Outdated { pending });
-            }
+            let store = ready_store(settings).await?;
             let mut c = store.acquire().await?;
             let rows = runs::last(&mut c.conn(), n).await?;
             print!("{}", crate::report::runs_table(&rows));
@@ -122,6 +150,16 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
 /// Opens the database named in the settings.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::connect(&settings.database.url, settings.database.max_connections).await?)
+}
+
+/// Opens the database for reading, refusing one whose schema is behind this binary.
+pub async fn ready_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = connect(settings).await?;
+    let pending = store.pending_migrations().await?;
+    if pending > 0 {
+        anyhow::bail!(crate::store::StoreError::Outdated { pending });
+    }
+    Ok(store)
 }
 
 /// A token cancelled by SIGINT or SIGTERM.

@@ -1,6 +1,13 @@
 //! What the operator commands print: plain-text tables, no colour, one row per line.
 
+use std::io::Write;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::model::SECRET_FIELDS;
+use crate::store::history::{self, ChangeRow, VersionRow};
 use crate::store::runs::RunRow;
+use crate::store::Conn;
 
 fn cut(s: &str, n: usize) -> String {
     let mut t: String = s.chars().take(n).collect();
@@ -60,4 +67,87 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         ));
     }
     out
+}
+
+/// A source's history as text: its versions, then its field changes, newest first.
+pub fn history_text(source_id: &str, versions: &[VersionRow], changes: &[ChangeRow]) -> String {
+    if versions.is_empty() && changes.is_empty() {
+        return format!("no history for source {source_id}: it was never synced (check the id with `export`)\n");
+    }
+    let time = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let mut out = format!("source {source_id}\n\nversions (newest first)\n");
+    out.push_str(&format!(
+        "{:>7}  {:<19}  {:<19}  {:>6}  {:>6}\n",
+        "version", "valid from (UTC)", "valid to (UTC)", "opened", "closed"
+    ));
+    for v in versions {
+        out.push_str(&format!(
+            "{:>7}  {:<19}  {:<19}  {:>6}  {:>6}\n",
+            v.version,
+            time(&v.valid_from),
+            v.valid_to.as_ref().map(time).unwrap_or_else(|| "(current)".into()),
+            v.opened_run_id,
+            v.closed_run_id.map(|r| r.to_string()).unwrap_or_default()
+        ));
+    }
+    out.push_str("\nchanges (newest first)\n");
+    for c in changes {
+        let detail = match &c.field_path {
+            Some(path) => format!(
+                "{path}: {} → {}",
+                c.old_value.as_deref().map(|v| cut(v, 80)).unwrap_or_else(|| "(absent)".into()),
+                c.new_value.as_deref().map(|v| cut(v, 80)).unwrap_or_else(|| "(absent)".into())
+            ),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "{}  run {:>5}  {:<8}  {detail}\n",
+            time(&c.changed_at),
+            c.run_id,
+            c.change_type
+        ));
+    }
+    out
+}
+
+/// Reads `--as-of`: RFC 3339 (a time without a zone is UTC), or a plain date, meaning the
+/// end of that day in UTC (the listing as it stood when the day was over).
+pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        let end = d.and_hms_micro_opt(23, 59, 59, 999_999).expect("a valid time of day");
+        return Ok(end.and_utc());
+    }
+    crate::model::parse_time(text.trim()).map_err(|e| {
+        format!("--as-of {e}; give an RFC 3339 time such as 2026-03-03T12:00:00Z, or a date such as 2026-03-03")
+    })
+}
+
+/// Writes the listing as it stood at `at`: `{"asOf": ..., "sources": [...]}`, sorted by
+/// sourceId, each record as the API sent it, credentials left out. Reads a slice at a time.
+pub async fn export(conn: &mut Conn<'_>, at: DateTime<Utc>, out: &mut impl Write) -> anyhow::Result<usize> {
+    write!(out, "{{\"asOf\":{},\"sources\":[", serde_json::to_string(&at.to_rfc3339_opts(SecondsFormat::Micros, true))?)?;
+    let mut after = String::new();
+    let mut n = 0;
+    loop {
+        let slice = history::records_at(conn, at, &after, 500).await?;
+        let Some(last) = slice.last() else { break };
+        after = last.source_id.clone();
+        for r in slice {
+            let mut record: serde_json::Value = serde_json::from_str(&r.record)?;
+            if let Some(map) = record.as_object_mut() {
+                for f in SECRET_FIELDS {
+                    map.shift_remove(f);
+                }
+            }
+            if n > 0 {
+                out.write_all(b",")?;
+            }
+            out.write_all(b"\n")?;
+            serde_json::to_writer(&mut *out, &record)?;
+            n += 1;
+        }
+    }
+    out.write_all(b"\n]}\n")?;
+    out.flush()?;
+    Ok(n)
 }

@@ -275,16 +275,14 @@ async fn walk_and_apply(
                 problems.push(format!("walk {attempt}: {why}"));
             }
         }
+        // Walks that each missed something still cover the listing if together they saw as
+        // many distinct sources as every walk's (unchanged) total.
+        if totals.windows(2).all(|t| t[0] == t[1]) && totals[0] == union.len() as u64 {
+            complete = Some(union.clone());
+            break;
+        }
     }
     counts.seen = union.len() as u64;
-    // Walks that each missed something still cover the listing if together they saw as
-    // many distinct sources as every walk's (unchanged) total.
-    if complete.is_none()
-        && totals.windows(2).all(|t| t[0] == t[1])
-        && totals.first() == Some(&(union.len() as u64))
-    {
-        complete = Some(union.clone());
-    }
     let Some(seen) = complete else {
         let (missing, _) = applier.missing(&union).await?;
         applier.record_misses(&missing).await?;

@@ -54,9 +54,9 @@ fn type_name(v: &Value) -> String {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     };
-    let mut shown = v.to_string();
-    if shown.len() > 40 {
-        shown.truncate(40);
+    let full = v.to_string();
+    let mut shown: String = full.chars().take(40).collect();
+    if shown.len() < full.len() {
         shown.push('…');
     }
     format!("{t} ({shown})")
@@ -267,5 +267,77 @@ impl Source {
             }
             format!("field `{path}`: {}", e.into_inner())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("total".to_string()),
+                            Just("results".to_string()),
+                            Just("page".to_string()),
+                            Just("sourceId".to_string()),
+                            Just("bots".to_string()),
+                            Just("wallet".to_string()),
+                            Just("key".to_string()),
+                            "[a-zA-Z]{1,8}",
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_page_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_page(&bytes, 0);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics_the_page_parser(v in json_value(), total in any::<u32>()) {
+            let _ = parse_page(v.to_string().as_bytes(), 0);
+            // And shaped like a page, so the source checks are reached too.
+            let page = json!({"total": total, "page": 0, "pageSize": 100, "results": [v]});
+            let _ = parse_page(page.to_string().as_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn a_credential_of_the_wrong_type_is_named_but_never_shown() {
+        let body = json!({"total": 1, "page": 0, "results": [{"sourceId": "s1", "accessToken": 123456789}]});
+        let e = parse_page(body.to_string().as_bytes(), 0).unwrap_err().to_string();
+        assert!(e.contains("s1") && e.contains("accessToken"), "{e}");
+        assert!(!e.contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn null_results_are_an_empty_page_but_missing_results_are_an_error() {
+        let null = parse_page(br#"{"total": 0, "results": null, "page": 0}"#, 0).unwrap();
+        assert!(null.results.is_empty());
+        let e = parse_page(br#"{"total": 0, "page": 0}"#, 0).unwrap_err();
+        assert!(matches!(e, PageError::Missing("results")));
+        let e = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 1).unwrap_err();
+        assert!(matches!(e, PageError::WrongPage { asked: 1, got: 2 }));
     }
 }

@@ -2,6 +2,7 @@
 //! lock, and open the transaction in which a run applies its snapshot.
 
 pub mod apply;
+pub mod history;
 pub mod runs;
 pub mod sql;
 

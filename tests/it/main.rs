@@ -2,4 +2,6 @@
 //! SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL.
 
 mod common;
+mod faults;
+mod history;
 mod mirror;

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, the simulator on loopback, every storage test on
 //! SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL.
 
+mod cli;
 mod common;
 mod faults;
 mod history;

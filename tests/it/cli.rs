@@ -1,0 +1,150 @@
+//! The real binary, as an operator runs it: exit codes, output, secrets, kill -9.
+
+use std::process::Output;
+use std::time::Duration;
+
+use closebot_sync::simulator::Faults;
+use closebot_sync::store::runs::RunStatus;
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::common::rebuild::assert_mirrors;
+use crate::common::{databases, settings, sim_options, simulator, snapshot, Db, Mirror, KEY};
+
+fn binary(base_url: &str, db: &Db, key: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_closebot-sync"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CLOSEBOT_SYNC_API__BASE_URL", base_url)
+        .env("CLOSEBOT_SYNC_API__KEY", key)
+        .env("CLOSEBOT_SYNC_DATABASE__URL", &db.url)
+        .env("CLOSEBOT_SYNC_API__MAX_RETRY_WAIT", "20ms")
+        .current_dir(db.dir.path())
+        .kill_on_drop(true);
+    c
+}
+
+async fn run(mut c: Command, args: &[&str]) -> (Output, String, String) {
+    let out = c.args(args).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out, stdout, stderr)
+}
+
+#[tokio::test]
+async fn sync_status_history_and_export_work_from_the_command_line() {
+    let (sim, server) = simulator(sim_options(140, 73)).await;
+    let db = crate::common::sqlite();
+    let (out, stdout, stderr) = run(binary(&server.base_url(), &db, KEY), &["sync"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("run 1 succeeded") && stdout.contains("140 sources seen (140 created"), "{stdout}");
+
+    sim.mutate(4, &closebot_sync::simulator::MutationPlan { rename: 1, ..Default::default() });
+    let (out, stdout, _) = run(binary(&server.base_url(), &db, KEY), &["sync"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("1 updated"), "{stdout}");
+
+    let (out, stdout, _) = run(binary(&server.base_url(), &db, KEY), &["status"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.lines().count() >= 3 && stdout.contains("succeeded"), "{stdout}");
+
+    let listing = sim.listing();
+    let renamed = listing.iter().find(|s| s["name"].as_str().is_some()).unwrap();
+    let id = renamed["sourceId"].as_str().unwrap();
+    let (out, stdout, _) = run(binary(&server.base_url(), &db, KEY), &["history", id]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("created") && stdout.contains("versions"), "{stdout}");
+
+    let (out, stdout, stderr) = run(binary(&server.base_url(), &db, KEY), &["export"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let exported: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(exported["sources"].as_array().unwrap().len(), 140);
+    assert!(!stdout.contains("\"accessToken\""));
+
+    let (out, _, stderr) = run(binary(&server.base_url(), &db, KEY), &["export", "--as-of", "last tuesday"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("--as-of") && stderr.contains("RFC 3339"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_refused_key_exits_non_zero_and_says_why_without_showing_the_key() {
+    let (_sim, server) = simulator(sim_options(10, 79)).await;
+    let db = crate::common::sqlite();
+    let wrong = "wrong-key-4f1c9e";
+    let (out, stdout, stderr) = run(binary(&server.base_url(), &db, wrong), &["sync"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("failed") && stdout.contains("refused the key"), "{stdout}");
+    assert!(!stdout.contains(wrong) && !stderr.contains(wrong));
+}
+
+#[tokio::test]
+async fn a_bad_setting_exits_with_code_2_naming_the_key() {
+    let db = crate::common::sqlite();
+    let mut c = binary("https://api.closebot.com", &db, KEY);
+    c.env("CLOSEBOT_SYNC_API__CONCURRENCY", "0");
+    let (out, _, stderr) = run(c, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("api.concurrency"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_trace_level_log_of_a_full_run_holds_no_secret() {
+    let (sim, server) = simulator(sim_options(120, 83)).await;
+    let db = crate::common::sqlite();
+    let secrets: Vec<String> = sim
+        .listing()
+        .iter()
+        .flat_map(|s| ["key", "accessToken"].map(|f| s[f].as_str().map(str::to_string)))
+        .flatten()
+        .collect();
+    assert!(secrets.len() > 50);
+    let mut c = binary(&server.base_url(), &db, KEY);
+    c.env("RUST_LOG", "trace");
+    let (out, stdout, stderr) = run(c, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.len() > 10_000, "a trace log this short proves nothing");
+    let all = format!("{stdout}{stderr}");
+    assert!(!all.contains(KEY), "the API key is in the log");
+    for s in &secrets {
+        assert!(!all.contains(s.as_str()), "a source credential is in the log");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_at_any_moment_leaves_the_last_committed_run_and_the_next_run_completes() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(2500, 89)).await;
+        let s = settings(&server.base_url(), &db, &[]);
+        let m = Mirror::new(s).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        sim.mutate(6, &closebot_sync::simulator::MutationPlan { rename: 200, delete: 50, add: 50, ..Default::default() });
+        sim.set_faults(Faults { latency: Duration::from_millis(100), ..Faults::default() });
+        let before = snapshot(&m).await;
+        for (i, after_ms) in [30u64, 150, 350, 600].into_iter().enumerate() {
+            let mut child = binary(&server.base_url(), &db, KEY).arg("sync").spawn().unwrap();
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            if child.try_wait().unwrap().is_some() {
+                panic!("the run ended before the kill at {after_ms} ms: make it slower");
+            }
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+            assert_eq!(snapshot(&m).await, before, "{}: kill at {after_ms} ms changed data", m.backend());
+            let runs = m.dump("SELECT status FROM sync_runs ORDER BY run_id").await;
+            assert!(runs.len() <= 2 + i, "{runs:?}");
+        }
+        sim.set_faults(Faults::default());
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+        assert_mirrors(&m, &sim.listing()).await;
+        let statuses: Vec<String> = m
+            .dump("SELECT status FROM sync_runs ORDER BY run_id")
+            .await
+            .into_iter()
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(statuses.first().map(String::as_str), Some("succeeded"));
+        assert_eq!(statuses.last().map(String::as_str), Some("succeeded"));
+        assert!(statuses.iter().filter(|s| *s == "abandoned").count() >= 3, "{statuses:?}");
+        assert!(!statuses.iter().any(|s| s == "running"), "{statuses:?}");
+    }
+}

@@ -1,1 +1,2 @@
 //! closebot-sync: mirrors the CloseBot sources listing into SQLite or PostgreSQL.
+pub mod simulator;

@@ -9,6 +9,7 @@ pub mod closebot;
 pub mod config;
 pub mod model;
 pub mod report;
+pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -6,3 +6,5 @@ mod common;
 mod faults;
 mod history;
 mod mirror;
+mod simulator_contract;
+

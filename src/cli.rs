@@ -121,7 +121,10 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             let mut c = store.acquire().await?;
             let versions = crate::store::history::versions(&mut c.conn(), &source_id).await?;
             let changes = crate::store::history::changes(&mut c.conn(), &source_id).await?;
-            print!("{}", crate::report::history_text(&source_id, &versions, &changes));
+            print!(
+                "{}",
+                crate::report::history_text(&source_id, &versions, &changes)
+            );
             Ok(exit::OK)
         }
         Command::Export { as_of } => {

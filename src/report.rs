@@ -72,7 +72,9 @@ pub fn runs_table(rows: &[RunRow]) -> String {
 /// A source's history as text: its versions, then its field changes, newest first.
 pub fn history_text(source_id: &str, versions: &[VersionRow], changes: &[ChangeRow]) -> String {
     if versions.is_empty() && changes.is_empty() {
-        return format!("no history for source {source_id}: it was never synced (check the id with `export`)\n");
+        return format!(
+            "no history for source {source_id}: it was never synced (check the id with `export`)\n"
+        );
     }
     let time = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
     let mut out = format!("source {source_id}\n\nversions (newest first)\n");
@@ -85,7 +87,10 @@ pub fn history_text(source_id: &str, versions: &[VersionRow], changes: &[ChangeR
             "{:>7}  {:<19}  {:<19}  {:>6}  {:>6}\n",
             v.version,
             time(&v.valid_from),
-            v.valid_to.as_ref().map(time).unwrap_or_else(|| "(current)".into()),
+            v.valid_to
+                .as_ref()
+                .map(time)
+                .unwrap_or_else(|| "(current)".into()),
             v.opened_run_id,
             v.closed_run_id.map(|r| r.to_string()).unwrap_or_default()
         ));
@@ -95,8 +100,14 @@ pub fn history_text(source_id: &str, versions: &[VersionRow], changes: &[ChangeR
         let detail = match &c.field_path {
             Some(path) => format!(
                 "{path}: {} → {}",
-                c.old_value.as_deref().map(|v| cut(v, 80)).unwrap_or_else(|| "(absent)".into()),
-                c.new_value.as_deref().map(|v| cut(v, 80)).unwrap_or_else(|| "(absent)".into())
+                c.old_value
+                    .as_deref()
+                    .map(|v| cut(v, 80))
+                    .unwrap_or_else(|| "(absent)".into()),
+                c.new_value
+                    .as_deref()
+                    .map(|v| cut(v, 80))
+                    .unwrap_or_else(|| "(absent)".into())
             ),
             None => String::new(),
         };
@@ -114,7 +125,9 @@ pub fn history_text(source_id: &str, versions: &[VersionRow], changes: &[ChangeR
 /// end of that day in UTC (the listing as it stood when the day was over).
 pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        let end = d.and_hms_micro_opt(23, 59, 59, 999_999).expect("a valid time of day");
+        let end = d
+            .and_hms_micro_opt(23, 59, 59, 999_999)
+            .expect("a valid time of day");
         return Ok(end.and_utc());
     }
     crate::model::parse_time(text.trim()).map_err(|e| {
@@ -124,8 +137,16 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
 
 /// Writes the listing as it stood at `at`: `{"asOf": ..., "sources": [...]}`, sorted by
 /// sourceId, each record as the API sent it, credentials left out. Reads a slice at a time.
-pub async fn export(conn: &mut Conn<'_>, at: DateTime<Utc>, out: &mut impl Write) -> anyhow::Result<usize> {
-    write!(out, "{{\"asOf\":{},\"sources\":[", serde_json::to_string(&at.to_rfc3339_opts(SecondsFormat::Micros, true))?)?;
+pub async fn export(
+    conn: &mut Conn<'_>,
+    at: DateTime<Utc>,
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
+    write!(
+        out,
+        "{{\"asOf\":{},\"sources\":[",
+        serde_json::to_string(&at.to_rfc3339_opts(SecondsFormat::Micros, true))?
+    )?;
     let mut after = String::new();
     let mut n = 0;
     loop {

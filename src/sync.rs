@@ -251,6 +251,7 @@ async fn walk_and_apply(
 ) -> Result<(RunStatus, Option<String>), SyncError> {
     let mut union: HashSet<String> = HashSet::new();
     let mut totals: Vec<u64> = Vec::new();
+    let mut steady = true;
     let mut complete: Option<HashSet<String>> = None;
     let mut problems: Vec<String> = Vec::new();
     for attempt in 1..=settings.sync.max_walks {
@@ -264,6 +265,7 @@ async fn walk_and_apply(
         counts.pages += u64::from(w.pages);
         counts.api_total = Some(w.total);
         totals.push(w.total);
+        steady &= w.steady;
         union.extend(w.seen.iter().cloned());
         match w.incomplete {
             None => {
@@ -276,8 +278,8 @@ async fn walk_and_apply(
             }
         }
         // Walks that each missed something still cover the listing if together they saw as
-        // many distinct sources as every walk's (unchanged) total.
-        if totals.windows(2).all(|t| t[0] == t[1]) && totals[0] == union.len() as u64 {
+        // many distinct sources as the total that every page of every walk reported.
+        if steady && totals.windows(2).all(|t| t[0] == t[1]) && totals[0] == union.len() as u64 {
             complete = Some(union.clone());
             break;
         }

@@ -22,6 +22,8 @@ pub struct Walk {
     pub pages: u32,
     /// `total` as page 0 reported it.
     pub total: u64,
+    /// Every page reported the same `total`.
+    pub steady: bool,
     /// Distinct sourceIds this walk saw.
     pub seen: HashSet<String>,
     /// Why the walk cannot be shown complete; `None` for a complete walk.
@@ -45,6 +47,7 @@ pub async fn walk<S: PageSink>(
     let planned = total.div_ceil(page_size).max(1);
     let mut walk = Walk {
         total,
+        steady: true,
         ..Walk::default()
     };
     let mut problems: Vec<String> = Vec::new();
@@ -52,6 +55,7 @@ pub async fn walk<S: PageSink>(
     let mut accept = |walk: &mut Walk, page: u32, reported_total: u64, results: &[RawSource]| {
         walk.pages += 1;
         if reported_total != total {
+            walk.steady = false;
             problems.push(format!(
                 "the listing's total changed from {total} to {reported_total} while it was paged (page {page})"
             ));

@@ -281,7 +281,8 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             ".{0,12}".prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
@@ -326,7 +327,9 @@ mod tests {
     #[test]
     fn a_credential_of_the_wrong_type_is_named_but_never_shown() {
         let body = json!({"total": 1, "page": 0, "results": [{"sourceId": "s1", "accessToken": 123456789}]});
-        let e = parse_page(body.to_string().as_bytes(), 0).unwrap_err().to_string();
+        let e = parse_page(body.to_string().as_bytes(), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("s1") && e.contains("accessToken"), "{e}");
         assert!(!e.contains("123456789"), "{e}");
     }

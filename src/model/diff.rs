@@ -30,10 +30,15 @@ fn join(path: &str, key: &str) -> String {
 fn compare(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
     match (old, new) {
         (Some(Value::Object(a)), Some(Value::Object(b))) => compare_objects(path, a, b, out),
-        (Some(Value::Array(a)), Some(Value::Array(b))) => match (ids(a), ids(b)) {
-            (Some(ia), Some(ib)) => compare_by_id(path, a, &ia, b, &ib, out),
-            _ if a != b => push(path, old, new, out),
-            _ => {}
+        (Some(Value::Array(a)), Some(Value::Array(b))) if a != b => match (keyed(a), keyed(b)) {
+            (Some(ka), Some(kb)) => {
+                compare_by_id(path, &ka.with_id, &kb.with_id, out);
+                if !same_multiset(&ka.without_id, &kb.without_id) {
+                    // Elements without an id cannot be matched: show the whole array.
+                    push(path, old, new, out);
+                }
+            }
+            _ => push(path, old, new, out),
         },
         (a, b) if a != b => push(path, a, b, out),
         _ => {}
@@ -64,33 +69,55 @@ fn compare_objects(
     }
 }
 
-/// The ids of an array's elements, if every element is an object with a distinct string id.
-fn ids(items: &[Value]) -> Option<Vec<&str>> {
-    let mut ids = Vec::with_capacity(items.len());
+/// An array of objects that carry an `id` field, split into those with a usable id and
+/// those whose id is null.
+struct Keyed<'a> {
+    with_id: Vec<(&'a str, &'a Value)>,
+    without_id: Vec<&'a Value>,
+}
+
+/// `Some` when every element is an object with an `id` field (string or null) and the
+/// string ids are distinct; such arrays are compared by id, not by position.
+fn keyed(items: &[Value]) -> Option<Keyed<'_>> {
+    let mut k = Keyed {
+        with_id: Vec::with_capacity(items.len()),
+        without_id: Vec::new(),
+    };
     for item in items {
-        let id = item.get("id")?.as_str()?;
-        if ids.contains(&id) {
-            return None;
+        match item.as_object()?.get("id")? {
+            Value::String(id) => {
+                if k.with_id.iter().any(|(x, _)| *x == id.as_str()) {
+                    return None;
+                }
+                k.with_id.push((id.as_str(), item));
+            }
+            Value::Null => k.without_id.push(item),
+            _ => return None,
         }
-        ids.push(id);
     }
-    Some(ids)
+    Some(k)
+}
+
+fn same_multiset(a: &[&Value], b: &[&Value]) -> bool {
+    let mut a: Vec<String> = a.iter().map(|v| v.to_string()).collect();
+    let mut b: Vec<String> = b.iter().map(|v| v.to_string()).collect();
+    a.sort();
+    b.sort();
+    a == b
 }
 
 fn compare_by_id(
     path: &str,
-    a: &[Value],
-    ia: &[&str],
-    b: &[Value],
-    ib: &[&str],
+    a: &[(&str, &Value)],
+    b: &[(&str, &Value)],
     out: &mut Vec<FieldChange>,
 ) {
-    for (item, id) in a.iter().zip(ia) {
-        let there = ib.iter().position(|x| x == id).map(|i| &b[i]);
+    for (id, item) in a {
+        let there = b.iter().find(|(x, _)| x == id).map(|(_, v)| *v);
         compare(&format!("{path}[id={id}]"), Some(item), there, out);
     }
-    for (item, id) in b.iter().zip(ib) {
-        if !ia.contains(id) {
+    for (id, item) in b {
+        if !a.iter().any(|(x, _)| x == id) {
             compare(&format!("{path}[id={id}]"), None, Some(item), out);
         }
     }
@@ -124,6 +151,20 @@ mod tests {
         let old = json!({"bots": [{"id": "b1", "tags": [{"id": "x"}, {"id": "y"}]}, {"id": "b2"}]});
         let new = json!({"bots": [{"id": "b2"}, {"id": "b1", "tags": [{"id": "y"}, {"id": "x"}]}]});
         assert!(diff(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn elements_without_an_id_are_matched_as_a_multiset() {
+        let old =
+            json!({"tags": [{"id": null, "name": "a"}, {"id": "t1"}, {"id": null, "name": "b"}]});
+        let moved =
+            json!({"tags": [{"id": null, "name": "b"}, {"id": "t1"}, {"id": null, "name": "a"}]});
+        assert!(diff(&old, &moved).is_empty());
+        let renamed =
+            json!({"tags": [{"id": null, "name": "c"}, {"id": "t1"}, {"id": null, "name": "a"}]});
+        let changes = diff(&old, &renamed);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path, "tags");
     }
 
     #[test]

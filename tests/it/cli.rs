@@ -37,23 +37,41 @@ async fn sync_status_history_and_export_work_from_the_command_line() {
     let db = crate::common::sqlite();
     let (out, stdout, stderr) = run(binary(&server.base_url(), &db, KEY), &["sync"]).await;
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("run 1 succeeded") && stdout.contains("140 sources seen (140 created"), "{stdout}");
+    assert!(
+        stdout.contains("run 1 succeeded") && stdout.contains("140 sources seen (140 created"),
+        "{stdout}"
+    );
 
-    sim.mutate(4, &closebot_sync::simulator::MutationPlan { rename: 1, ..Default::default() });
+    sim.mutate(
+        4,
+        &closebot_sync::simulator::MutationPlan {
+            rename: 1,
+            ..Default::default()
+        },
+    );
     let (out, stdout, _) = run(binary(&server.base_url(), &db, KEY), &["sync"]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout.contains("1 updated"), "{stdout}");
 
     let (out, stdout, _) = run(binary(&server.base_url(), &db, KEY), &["status"]).await;
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.lines().count() >= 3 && stdout.contains("succeeded"), "{stdout}");
+    assert!(
+        stdout.lines().count() >= 3 && stdout.contains("succeeded"),
+        "{stdout}"
+    );
 
     let listing = sim.listing();
-    let renamed = listing.iter().find(|s| s["name"].as_str().is_some()).unwrap();
+    let renamed = listing
+        .iter()
+        .find(|s| s["name"].as_str().is_some())
+        .unwrap();
     let id = renamed["sourceId"].as_str().unwrap();
     let (out, stdout, _) = run(binary(&server.base_url(), &db, KEY), &["history", id]).await;
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.contains("created") && stdout.contains("versions"), "{stdout}");
+    assert!(
+        stdout.contains("created") && stdout.contains("versions"),
+        "{stdout}"
+    );
 
     let (out, stdout, stderr) = run(binary(&server.base_url(), &db, KEY), &["export"]).await;
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -61,9 +79,16 @@ async fn sync_status_history_and_export_work_from_the_command_line() {
     assert_eq!(exported["sources"].as_array().unwrap().len(), 140);
     assert!(!stdout.contains("\"accessToken\""));
 
-    let (out, _, stderr) = run(binary(&server.base_url(), &db, KEY), &["export", "--as-of", "last tuesday"]).await;
+    let (out, _, stderr) = run(
+        binary(&server.base_url(), &db, KEY),
+        &["export", "--as-of", "last tuesday"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("--as-of") && stderr.contains("RFC 3339"), "{stderr}");
+    assert!(
+        stderr.contains("--as-of") && stderr.contains("RFC 3339"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +98,10 @@ async fn a_refused_key_exits_non_zero_and_says_why_without_showing_the_key() {
     let wrong = "wrong-key-4f1c9e";
     let (out, stdout, stderr) = run(binary(&server.base_url(), &db, wrong), &["sync"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout.contains("failed") && stdout.contains("refused the key"), "{stdout}");
+    assert!(
+        stdout.contains("failed") && stdout.contains("refused the key"),
+        "{stdout}"
+    );
     assert!(!stdout.contains(wrong) && !stderr.contains(wrong));
 }
 
@@ -102,11 +130,17 @@ async fn a_trace_level_log_of_a_full_run_holds_no_secret() {
     c.env("RUST_LOG", "trace");
     let (out, stdout, stderr) = run(c, &["sync"]).await;
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.len() > 10_000, "a trace log this short proves nothing");
+    assert!(
+        stderr.len() > 10_000,
+        "a trace log this short proves nothing"
+    );
     let all = format!("{stdout}{stderr}");
     assert!(!all.contains(KEY), "the API key is in the log");
     for s in &secrets {
-        assert!(!all.contains(s.as_str()), "a source credential is in the log");
+        assert!(
+            !all.contains(s.as_str()),
+            "a source credential is in the log"
+        );
     }
 }
 
@@ -117,18 +151,37 @@ async fn kill_9_at_any_moment_leaves_the_last_committed_run_and_the_next_run_com
         let s = settings(&server.base_url(), &db, &[]);
         let m = Mirror::new(s).await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        sim.mutate(6, &closebot_sync::simulator::MutationPlan { rename: 200, delete: 50, add: 50, ..Default::default() });
-        sim.set_faults(Faults { latency: Duration::from_millis(100), ..Faults::default() });
+        sim.mutate(
+            6,
+            &closebot_sync::simulator::MutationPlan {
+                rename: 200,
+                delete: 50,
+                add: 50,
+                ..Default::default()
+            },
+        );
+        sim.set_faults(Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        });
         let before = snapshot(&m).await;
         for (i, after_ms) in [30u64, 150, 350, 600].into_iter().enumerate() {
-            let mut child = binary(&server.base_url(), &db, KEY).arg("sync").spawn().unwrap();
+            let mut child = binary(&server.base_url(), &db, KEY)
+                .arg("sync")
+                .spawn()
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(after_ms)).await;
             if child.try_wait().unwrap().is_some() {
                 panic!("the run ended before the kill at {after_ms} ms: make it slower");
             }
             child.start_kill().unwrap();
             child.wait().await.unwrap();
-            assert_eq!(snapshot(&m).await, before, "{}: kill at {after_ms} ms changed data", m.backend());
+            assert_eq!(
+                snapshot(&m).await,
+                before,
+                "{}: kill at {after_ms} ms changed data",
+                m.backend()
+            );
             let runs = m.dump("SELECT status FROM sync_runs ORDER BY run_id").await;
             assert!(runs.len() <= 2 + i, "{runs:?}");
         }
@@ -144,7 +197,10 @@ async fn kill_9_at_any_moment_leaves_the_last_committed_run_and_the_next_run_com
             .collect();
         assert_eq!(statuses.first().map(String::as_str), Some("succeeded"));
         assert_eq!(statuses.last().map(String::as_str), Some("succeeded"));
-        assert!(statuses.iter().filter(|s| *s == "abandoned").count() >= 3, "{statuses:?}");
+        assert!(
+            statuses.iter().filter(|s| *s == "abandoned").count() >= 3,
+            "{statuses:?}"
+        );
         assert!(!statuses.iter().any(|s| s == "running"), "{statuses:?}");
     }
 }

@@ -12,7 +12,11 @@ use crate::common::{databases, settings, sim_options, simulator, snapshot, Mirro
 
 fn rule(page: Option<u32>, attempts: std::ops::RangeInclusive<u32>, action: FaultAction) -> Faults {
     Faults {
-        rules: vec![FaultRule { page, attempts, action }],
+        rules: vec![FaultRule {
+            page,
+            attempts,
+            action,
+        }],
         ..Faults::default()
     }
 }
@@ -29,24 +33,65 @@ fn status(code: u16, retry_after: Option<&str>) -> FaultAction {
 async fn transient_errors_are_retried_counted_and_the_run_succeeds() {
     let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
     let cases: Vec<(&str, Faults, u64)> = vec![
-        ("429 with Retry-After seconds", rule(Some(1), 1..=2, status(429, Some("1"))), 2),
-        ("503 with Retry-After as a date", rule(Some(2), 1..=1, status(503, Some(&later))), 1),
+        (
+            "429 with Retry-After seconds",
+            rule(Some(1), 1..=2, status(429, Some("1"))),
+            2,
+        ),
+        (
+            "503 with Retry-After as a date",
+            rule(Some(2), 1..=1, status(503, Some(&later))),
+            1,
+        ),
         ("500", rule(Some(0), 1..=3, status(500, None)), 3),
-        ("502 without Retry-After", rule(Some(1), 1..=1, status(502, None)), 1),
-        ("a dropped connection", rule(Some(1), 1..=2, FaultAction::CloseConnection), 2),
-        ("a time-out", rule(Some(2), 1..=1, FaultAction::Delay(Duration::from_millis(1500))), 1),
+        (
+            "502 without Retry-After",
+            rule(Some(1), 1..=1, status(502, None)),
+            1,
+        ),
+        (
+            "a dropped connection",
+            rule(Some(1), 1..=2, FaultAction::CloseConnection),
+            2,
+        ),
+        (
+            "a time-out",
+            rule(
+                Some(2),
+                1..=1,
+                FaultAction::Delay(Duration::from_millis(4000)),
+            ),
+            1,
+        ),
     ];
     for db in databases().await {
         for (name, faults, retries) in cases.clone() {
             let (sim, server) = simulator(sim_options(250, 43)).await;
-            let m = Mirror::new(settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_API__TIMEOUT", "700ms")])).await;
+            let m = Mirror::new(settings(
+                &server.base_url(),
+                &db,
+                &[("CLOSEBOT_SYNC_API__TIMEOUT", "2s")],
+            ))
+            .await;
             sim.set_faults(faults);
             let report = m.sync().await;
-            assert_eq!(report.status, RunStatus::Succeeded, "{}: {name}: {:?}", m.backend(), report.error);
+            assert_eq!(
+                report.status,
+                RunStatus::Succeeded,
+                "{}: {name}: {:?}",
+                m.backend(),
+                report.error
+            );
             assert_eq!(report.counts.retries, retries, "{name}");
             assert_eq!(report.counts.http_requests, 3 + retries, "{name}");
-            let row = m.dump("SELECT retries, http_requests FROM sync_runs ORDER BY run_id DESC LIMIT 1").await;
-            assert_eq!(row[0]["retries"].as_u64(), Some(retries), "{name}: recorded in the run row");
+            let row = m
+                .dump("SELECT retries, http_requests FROM sync_runs ORDER BY run_id DESC LIMIT 1")
+                .await;
+            assert_eq!(
+                row[0]["retries"].as_u64(),
+                Some(retries),
+                "{name}: recorded in the run row"
+            );
             assert_mirrors(&m, &sim.listing()).await;
             drop(m);
             db_reset(&db).await;
@@ -56,34 +101,67 @@ async fn transient_errors_are_retried_counted_and_the_run_succeeds() {
 
 /// Empties a test database between cases that share it.
 async fn db_reset(db: &crate::common::Db) {
-    let store = closebot_sync::store::Store::connect(&db.url, 2).await.unwrap();
+    let store = closebot_sync::store::Store::connect(&db.url, 2)
+        .await
+        .unwrap();
     let mut c = store.acquire().await.unwrap();
     for t in crate::common::TABLES {
-        c.conn().execute(&format!("DELETE FROM {t}"), vec![]).await.unwrap();
+        c.conn()
+            .execute(&format!("DELETE FROM {t}"), vec![])
+            .await
+            .unwrap();
     }
 }
 
 /// Runs a good sync, then one with `faults`, and checks it failed with `expect` in its
 /// error and left every table as it was.
-async fn fails_and_keeps_the_data(name: &str, faults: Faults, expect: &[&str], extra_requests: Option<u64>) {
+async fn fails_and_keeps_the_data(
+    name: &str,
+    faults: Faults,
+    expect: &[&str],
+    extra_requests: Option<u64>,
+) {
     for db in databases().await {
         let (sim, server) = simulator(sim_options(250, 47)).await;
-        let m = Mirror::new(settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_API__MAX_RETRIES", "2")])).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_API__MAX_RETRIES", "2")],
+        ))
+        .await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         let before = snapshot(&m).await;
-        sim.mutate(1, &closebot_sync::simulator::MutationPlan { rename: 10, delete: 3, add: 3, ..Default::default() });
+        sim.mutate(
+            1,
+            &closebot_sync::simulator::MutationPlan {
+                rename: 10,
+                delete: 3,
+                add: 3,
+                ..Default::default()
+            },
+        );
         sim.set_faults(faults.clone());
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Failed, "{}: {name}", m.backend());
         let error = report.error.clone().unwrap();
         for e in expect {
-            assert!(error.contains(e), "{name}: the error should say {e:?}: {error}");
+            assert!(
+                error.contains(e),
+                "{name}: the error should say {e:?}: {error}"
+            );
         }
         if let Some(n) = extra_requests {
             assert_eq!(report.counts.http_requests, n, "{name}: not retried");
         }
-        assert_eq!(snapshot(&m).await, before, "{}: {name}: a failed run changed data", m.backend());
-        let row = m.dump("SELECT status, error FROM sync_runs ORDER BY run_id DESC LIMIT 1").await;
+        assert_eq!(
+            snapshot(&m).await,
+            before,
+            "{}: {name}: a failed run changed data",
+            m.backend()
+        );
+        let row = m
+            .dump("SELECT status, error FROM sync_runs ORDER BY run_id DESC LIMIT 1")
+            .await;
         assert_eq!(row[0]["status"], "failed");
         assert_eq!(row[0]["error"].as_str(), Some(error.as_str()));
     }
@@ -91,28 +169,80 @@ async fn fails_and_keeps_the_data(name: &str, faults: Faults, expect: &[&str], e
 
 #[tokio::test]
 async fn client_errors_are_not_retried_and_fail_the_run_with_the_body_and_advice() {
-    for (code, advice) in [(400, "api.page_size"), (403, "access"), (404, "api.base_url")] {
-        let faults = rule(Some(1), 1..=100, FaultAction::Status { code, retry_after: None, body: Some(format!("{{\"title\":\"nope {code}\"}}")) });
+    for (code, advice) in [
+        (400, "api.page_size"),
+        (403, "access"),
+        (404, "api.base_url"),
+    ] {
+        let faults = rule(
+            Some(1),
+            1..=100,
+            FaultAction::Status {
+                code,
+                retry_after: None,
+                body: Some(format!("{{\"title\":\"nope {code}\"}}")),
+            },
+        );
         let code_text = code.to_string();
-        fails_and_keeps_the_data(&format!("HTTP {code}"), faults, &[&code_text, &format!("nope {code}"), advice, "page 1"], None).await;
+        fails_and_keeps_the_data(
+            &format!("HTTP {code}"),
+            faults,
+            &[&code_text, &format!("nope {code}"), advice, "page 1"],
+            None,
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn a_server_error_that_persists_fails_the_run_after_the_retries() {
-    fails_and_keeps_the_data("HTTP 500 forever", rule(Some(2), 1..=100, status(500, None)), &["page 2", "3 attempts"], None).await;
+    fails_and_keeps_the_data(
+        "HTTP 500 forever",
+        rule(Some(2), 1..=100, status(500, None)),
+        &["page 2", "3 attempts"],
+        None,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn malformed_pages_fail_the_run_naming_the_page_and_the_problem() {
     let cases: Vec<(&str, FaultAction, Vec<&str>)> = vec![
-        ("a truncated body", FaultAction::TruncatedBody, vec!["page 1"]),
-        ("invalid JSON", FaultAction::InvalidJson, vec!["page 1", "JSON"]),
-        ("total of the wrong type", FaultAction::TotalWrongType, vec!["page 1", "total"]),
-        ("a source field of the wrong type", FaultAction::SourceFieldWrongType, vec!["page 1", "connected"]),
-        ("no results", FaultAction::MissingResults, vec!["page 1", "results"]),
-        ("no total", FaultAction::MissingTotal, vec!["page 1", "total"]),
-        ("another page's number", FaultAction::WrongPageNumber, vec!["page 1"]),
+        (
+            "a truncated body",
+            FaultAction::TruncatedBody,
+            vec!["page 1"],
+        ),
+        (
+            "invalid JSON",
+            FaultAction::InvalidJson,
+            vec!["page 1", "JSON"],
+        ),
+        (
+            "total of the wrong type",
+            FaultAction::TotalWrongType,
+            vec!["page 1", "total"],
+        ),
+        (
+            "a source field of the wrong type",
+            FaultAction::SourceFieldWrongType,
+            vec!["page 1", "connected"],
+        ),
+        (
+            "no results",
+            FaultAction::MissingResults,
+            vec!["page 1", "results"],
+        ),
+        (
+            "no total",
+            FaultAction::MissingTotal,
+            vec!["page 1", "total"],
+        ),
+        (
+            "another page's number",
+            FaultAction::WrongPageNumber,
+            vec!["page 1"],
+        ),
     ];
     for (name, action, expect) in cases {
         fails_and_keeps_the_data(name, rule(Some(1), 1..=100, action), &expect, None).await;
@@ -132,7 +262,10 @@ async fn a_bad_source_record_fails_the_run_and_names_its_source_id() {
     let report = m.sync().await;
     assert_eq!(report.status, RunStatus::Failed);
     let error = report.error.unwrap();
-    assert!(error.contains(&id) && error.contains("wallet.topUpAmount") && error.contains("page 0"), "{error}");
+    assert!(
+        error.contains(&id) && error.contains("wallet.topUpAmount") && error.contains("page 0"),
+        "{error}"
+    );
     assert_eq!(m.count("SELECT COUNT(*) AS n FROM sources").await, 0);
 }
 
@@ -140,21 +273,52 @@ async fn a_bad_source_record_fails_the_run_and_names_its_source_id() {
 async fn an_unstable_order_marks_nothing_deleted_unless_the_walks_together_saw_everything() {
     for db in databases().await {
         let (sim, server) = simulator(sim_options(250, 59)).await;
-        let m = Mirror::new(settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "1")])).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "1")],
+        ))
+        .await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        sim.mutate(2, &closebot_sync::simulator::MutationPlan { rename: 20, ..Default::default() });
-        sim.set_faults(Faults { unstable_order: true, ..Faults::default() });
+        sim.mutate(
+            2,
+            &closebot_sync::simulator::MutationPlan {
+                rename: 20,
+                ..Default::default()
+            },
+        );
+        sim.set_faults(Faults {
+            unstable_order: true,
+            ..Faults::default()
+        });
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Partial, "{}", m.backend());
         assert_eq!(report.counts.deleted, 0);
-        assert!(report.notes.as_deref().unwrap().contains("distinct"), "{:?}", report.notes);
+        assert!(
+            report.notes.as_deref().unwrap().contains("distinct"),
+            "{:?}",
+            report.notes
+        );
         assert!(report.counts.seen < 250);
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL").await, 0);
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+                .await,
+            0
+        );
         let misses = m.count("SELECT COUNT(*) AS n FROM source_misses").await;
-        assert_eq!(misses as u64, 250 - report.counts.seen, "the unseen sources are recorded as misses");
+        assert_eq!(
+            misses as u64,
+            250 - report.counts.seen,
+            "the unseen sources are recorded as misses"
+        );
 
         // Enough walks together see every source: the run is complete.
-        let m = Mirror::new(settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "10")])).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "10")],
+        ))
+        .await;
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.notes);
         assert!(report.counts.walks > 1);
@@ -166,15 +330,36 @@ async fn an_unstable_order_marks_nothing_deleted_unless_the_walks_together_saw_e
 #[tokio::test]
 async fn a_listing_that_changes_mid_walk_is_walked_again_and_nothing_listed_is_deleted() {
     for db in databases().await {
-        for change in [MidWalk::InsertFirst { after_page: 0 }, MidWalk::DeleteFirst { after_page: 0 }] {
+        for change in [
+            MidWalk::InsertFirst { after_page: 0 },
+            MidWalk::DeleteFirst { after_page: 0 },
+        ] {
             let (sim, server) = simulator(sim_options(250, 61)).await;
-            let m = Mirror::new(settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_API__CONCURRENCY", "1")])).await;
+            let m = Mirror::new(settings(
+                &server.base_url(),
+                &db,
+                &[("CLOSEBOT_SYNC_API__CONCURRENCY", "1")],
+            ))
+            .await;
             assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-            sim.set_faults(Faults { mid_walk: vec![change.clone()], ..Faults::default() });
+            sim.set_faults(Faults {
+                mid_walk: vec![change.clone()],
+                ..Faults::default()
+            });
             let report = m.sync().await;
-            assert_eq!(report.status, RunStatus::Succeeded, "{}: {change:?}: {:?}", m.backend(), report.notes);
+            assert_eq!(
+                report.status,
+                RunStatus::Succeeded,
+                "{}: {change:?}: {:?}",
+                m.backend(),
+                report.notes
+            );
             assert_eq!(report.counts.walks, 2, "{change:?}");
-            let deleted = if matches!(change, MidWalk::DeleteFirst { .. }) { 1 } else { 0 };
+            let deleted = if matches!(change, MidWalk::DeleteFirst { .. }) {
+                1
+            } else {
+                0
+            };
             assert_eq!(report.counts.deleted, deleted, "{change:?}");
             assert_mirrors(&m, &sim.listing()).await;
             drop(m);
@@ -189,16 +374,33 @@ async fn a_listing_that_suddenly_shrinks_is_not_taken_as_a_mass_deletion() {
         let (sim, server) = simulator(sim_options(200, 67)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        sim.set_faults(Faults { shrink_to: Some(10), ..Faults::default() });
+        sim.set_faults(Faults {
+            shrink_to: Some(10),
+            ..Faults::default()
+        });
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Partial, "{}", m.backend());
         let notes = report.notes.unwrap();
-        assert!(notes.contains("190 of 200") && notes.contains("--allow-mass-delete"), "{notes}");
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL").await, 0);
+        assert!(
+            notes.contains("190 of 200") && notes.contains("--allow-mass-delete"),
+            "{notes}"
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+                .await,
+            0
+        );
         let report = m
-            .sync_with(SyncOptions { trigger: "test".into(), allow_mass_delete: true, ..SyncOptions::default() })
+            .sync_with(SyncOptions {
+                trigger: "test".into(),
+                allow_mass_delete: true,
+                ..SyncOptions::default()
+            })
             .await;
-        assert_eq!((report.status, report.counts.deleted), (RunStatus::Succeeded, 190));
+        assert_eq!(
+            (report.status, report.counts.deleted),
+            (RunStatus::Succeeded, 190)
+        );
     }
 }
 
@@ -213,13 +415,33 @@ async fn a_database_that_refuses_writes_fails_the_run_with_a_clear_error() {
         } else {
             format!("{}%20-c%20default_transaction_read_only%3Don", db.url)
         };
-        let ro = settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_DATABASE__URL", &read_only)]);
-        let store = closebot_sync::store::Store::connect(&ro.database.url, 2).await.unwrap();
-        let err = closebot_sync::sync::run_once(&ro, &store, &m.client, &SyncOptions::default(), &Default::default())
+        let ro = settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_DATABASE__URL", &read_only)],
+        );
+        let store = closebot_sync::store::Store::connect(&ro.database.url, 2)
             .await
-            .unwrap_err();
+            .unwrap();
+        let err = closebot_sync::sync::run_once(
+            &ro,
+            &store,
+            &m.client,
+            &SyncOptions::default(),
+            &Default::default(),
+        )
+        .await
+        .unwrap_err();
         let text = closebot_sync::sync::chain(&err);
-        assert!(text.contains("database error while") && text.contains("read"), "{}: {text}", db.backend);
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM sync_runs").await, 1, "nothing was recorded");
+        assert!(
+            text.contains("database error while") && text.contains("read"),
+            "{}: {text}",
+            db.backend
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sync_runs").await,
+            1,
+            "nothing was recorded"
+        );
     }
 }

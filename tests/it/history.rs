@@ -54,31 +54,57 @@ async fn mutations_give_exactly_the_right_changes_versions_and_deletions() {
         let r = sim.mutate(99, &plan);
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
-        assert_eq!((report.counts.created, report.counts.updated, report.counts.deleted), (4, 16, 4));
+        assert_eq!(
+            (
+                report.counts.created,
+                report.counts.updated,
+                report.counts.deleted
+            ),
+            (4, 16, 4)
+        );
         assert_mirrors(&m, &sim.listing()).await;
 
-        let rows = m.dump("SELECT source_id, change_type, field_path FROM source_changes WHERE run_id = 2").await;
+        let rows = m
+            .dump("SELECT source_id, change_type, field_path FROM source_changes WHERE run_id = 2")
+            .await;
         let mut got: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for row in rows {
-            got.entry(row["source_id"].as_str().unwrap().into()).or_default().push((
-                row["change_type"].as_str().unwrap().into(),
-                row["field_path"].as_str().unwrap_or("").into(),
-            ));
+            got.entry(row["source_id"].as_str().unwrap().into())
+                .or_default()
+                .push((
+                    row["change_type"].as_str().unwrap().into(),
+                    row["field_path"].as_str().unwrap_or("").into(),
+                ));
         }
         let one = |id: &String| got.get(id).cloned().unwrap_or_default();
         for id in &r.renamed {
-            assert_eq!(one(id), vec![("updated".into(), "name".into())], "{}: renamed {id}", m.backend());
+            assert_eq!(
+                one(id),
+                vec![("updated".into(), "name".into())],
+                "{}: renamed {id}",
+                m.backend()
+            );
         }
         for id in &r.wallet_flipped {
             let c = one(id);
-            assert!(c.len() == 1 && (c[0].1 == "wallet.autoRefill" || c[0].1 == "wallet"), "{id}: {c:?}");
+            assert!(
+                c.len() == 1 && (c[0].1 == "wallet.autoRefill" || c[0].1 == "wallet"),
+                "{id}: {c:?}"
+            );
         }
         for id in &r.tag_added {
             let c = one(id);
-            assert!(c.len() == 1 && c[0].1.starts_with("bots[id=") && c[0].1.contains("].tags"), "{id}: {c:?}");
+            assert!(
+                c.len() == 1 && c[0].1.starts_with("bots[id=") && c[0].1.contains("].tags"),
+                "{id}: {c:?}"
+            );
         }
         for id in &r.token_rotated {
-            assert_eq!(one(id), vec![("updated".into(), "accessToken".into())], "{id}");
+            assert_eq!(
+                one(id),
+                vec![("updated".into(), "accessToken".into())],
+                "{id}"
+            );
         }
         for id in &r.deleted {
             assert_eq!(one(id), vec![("deleted".into(), "".into())], "{id}");
@@ -95,14 +121,28 @@ async fn mutations_give_exactly_the_right_changes_versions_and_deletions() {
             .chain(&r.deleted)
             .chain(&r.added)
             .collect();
-        assert_eq!(got.keys().collect::<BTreeSet<_>>(), touched, "{}: no other source has changes", m.backend());
+        assert_eq!(
+            got.keys().collect::<BTreeSet<_>>(),
+            touched,
+            "{}: no other source has changes",
+            m.backend()
+        );
 
         let versions = m.dump("SELECT source_id, COUNT(*) AS n, SUM(CASE WHEN valid_to IS NULL THEN 1 ELSE 0 END) AS open FROM source_versions GROUP BY source_id").await;
         for v in versions {
             let id = v["source_id"].as_str().unwrap().to_string();
             let (n, open) = (v["n"].as_i64().unwrap(), v["open"].as_i64().unwrap());
-            let updated = r.renamed.contains(&id) || r.wallet_flipped.contains(&id) || r.tag_added.contains(&id) || r.token_rotated.contains(&id);
-            let expected = if updated { (2, 1) } else if r.deleted.contains(&id) { (1, 0) } else { (1, 1) };
+            let updated = r.renamed.contains(&id)
+                || r.wallet_flipped.contains(&id)
+                || r.tag_added.contains(&id)
+                || r.token_rotated.contains(&id);
+            let expected = if updated {
+                (2, 1)
+            } else if r.deleted.contains(&id) {
+                (1, 0)
+            } else {
+                (1, 1)
+            };
             assert_eq!((n, open), expected, "{}: versions of {id}", m.backend());
         }
         let deleted: BTreeSet<String> = m
@@ -113,13 +153,23 @@ async fn mutations_give_exactly_the_right_changes_versions_and_deletions() {
             .collect();
         assert_eq!(deleted, r.deleted.iter().cloned().collect());
         // The deleted sources keep their last child rows for inspection.
-        let kept = m.count(&format!("SELECT COUNT(*) AS n FROM source_bots WHERE source_id IN ('{}')", r.deleted.join("','"))).await;
+        let kept = m
+            .count(&format!(
+                "SELECT COUNT(*) AS n FROM source_bots WHERE source_id IN ('{}')",
+                r.deleted.join("','")
+            ))
+            .await;
         let had: usize = before
             .iter()
             .filter(|s| r.deleted.iter().any(|d| s["sourceId"] == d.as_str()))
             .map(|s| s["bots"].as_array().map_or(0, Vec::len))
             .sum();
-        assert_eq!(kept as usize, had, "{}: deleted sources keep their bots", m.backend());
+        assert_eq!(
+            kept as usize,
+            had,
+            "{}: deleted sources keep their bots",
+            m.backend()
+        );
     }
 }
 
@@ -129,15 +179,35 @@ async fn a_reorder_of_bots_or_tags_alone_records_no_change() {
         let (sim, server) = simulator(sim_options(100, 23)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        let r = sim.mutate(5, &MutationPlan { reorder: 6, ..MutationPlan::default() });
-        assert_eq!(r.reordered.len(), 6, "the simulator found sources to reorder");
+        let r = sim.mutate(
+            5,
+            &MutationPlan {
+                reorder: 6,
+                ..MutationPlan::default()
+            },
+        );
+        assert_eq!(
+            r.reordered.len(),
+            6,
+            "the simulator found sources to reorder"
+        );
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Succeeded);
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM source_changes WHERE run_id = 2").await, 0, "{}", m.backend());
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM source_versions WHERE version > 1").await, 0);
+        let changes = m
+            .dump("SELECT source_id, field_path FROM source_changes WHERE run_id = 2")
+            .await;
+        assert!(changes.is_empty(), "{}: {changes:?}", m.backend());
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM source_versions WHERE version > 1")
+                .await,
+            0
+        );
         // The rows follow the new order, and export gives the listing as now served.
         assert_mirrors(&m, &sim.listing()).await;
-        assert_eq!(export(&m, None).await["sources"], Value::Array(without_credentials(&sim.listing())));
+        assert_eq!(
+            export(&m, None).await["sources"],
+            Value::Array(without_credentials(&sim.listing()))
+        );
     }
 }
 
@@ -151,12 +221,29 @@ async fn export_as_of_a_time_between_two_runs_gives_the_earlier_listing() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let between = chrono::Utc::now();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        sim.mutate(3, &MutationPlan { rename: 5, flip_wallet: 5, delete: 5, add: 5, ..MutationPlan::default() });
+        sim.mutate(
+            3,
+            &MutationPlan {
+                rename: 5,
+                flip_wallet: 5,
+                delete: 5,
+                add: 5,
+                ..MutationPlan::default()
+            },
+        );
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         let earlier = export(&m, Some(between)).await;
-        assert_eq!(earlier["sources"], Value::Array(without_credentials(&first)), "{}", m.backend());
+        assert_eq!(
+            earlier["sources"],
+            Value::Array(without_credentials(&first)),
+            "{}",
+            m.backend()
+        );
         let now = export(&m, None).await;
-        assert_eq!(now["sources"], Value::Array(without_credentials(&sim.listing())));
+        assert_eq!(
+            now["sources"],
+            Value::Array(without_credentials(&sim.listing()))
+        );
         assert_ne!(earlier["sources"], now["sources"]);
         let before_any = export(&m, Some(between - chrono::Duration::days(1))).await;
         assert_eq!(before_any["sources"], Value::Array(vec![]));
@@ -182,13 +269,42 @@ async fn a_deleted_then_restored_source_has_its_whole_story() {
         let r3 = m.sync().await;
         assert_eq!((r3.status, r3.counts.restored), (RunStatus::Succeeded, 1));
         let changes = m.dump(&format!("SELECT run_id, change_type FROM source_changes WHERE source_id = '{id}' ORDER BY change_id")).await;
-        let kinds: Vec<(i64, &str)> = changes.iter().map(|c| (c["run_id"].as_i64().unwrap(), c["change_type"].as_str().unwrap())).collect();
-        assert_eq!(kinds, vec![(1, "created"), (2, "deleted"), (3, "restored")], "{}", m.backend());
+        let kinds: Vec<(i64, &str)> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c["run_id"].as_i64().unwrap(),
+                    c["change_type"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![(1, "created"), (2, "deleted"), (3, "restored")],
+            "{}",
+            m.backend()
+        );
         let versions = m.dump(&format!("SELECT version, opened_run_id, closed_run_id FROM source_versions WHERE source_id = '{id}' ORDER BY version")).await;
         assert_eq!(versions.len(), 2);
-        assert_eq!((versions[0]["opened_run_id"].as_i64(), versions[0]["closed_run_id"].as_i64()), (Some(1), Some(2)));
-        assert_eq!((versions[1]["opened_run_id"].as_i64(), versions[1]["closed_run_id"].as_i64()), (Some(3), None));
-        let live = m.dump(&format!("SELECT deleted_at FROM sources WHERE source_id = '{id}'")).await;
+        assert_eq!(
+            (
+                versions[0]["opened_run_id"].as_i64(),
+                versions[0]["closed_run_id"].as_i64()
+            ),
+            (Some(1), Some(2))
+        );
+        assert_eq!(
+            (
+                versions[1]["opened_run_id"].as_i64(),
+                versions[1]["closed_run_id"].as_i64()
+            ),
+            (Some(3), None)
+        );
+        let live = m
+            .dump(&format!(
+                "SELECT deleted_at FROM sources WHERE source_id = '{id}'"
+            ))
+            .await;
         assert_eq!(live[0]["deleted_at"], Value::Null);
         assert_mirrors(&m, &sim.listing()).await;
     }
@@ -198,9 +314,20 @@ async fn a_deleted_then_restored_source_has_its_whole_story() {
 async fn retention_prunes_old_changes_and_closed_versions_but_keeps_current_ones() {
     for db in databases().await {
         let (sim, server) = simulator(sim_options(40, 37)).await;
-        let m = Mirror::new(settings(&server.base_url(), &db, &[("CLOSEBOT_SYNC_HISTORY__RETAIN_DAYS", "30")])).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_HISTORY__RETAIN_DAYS", "30")],
+        ))
+        .await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        sim.mutate(1, &MutationPlan { rename: 5, ..MutationPlan::default() });
+        sim.mutate(
+            1,
+            &MutationPlan {
+                rename: 5,
+                ..MutationPlan::default()
+            },
+        );
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         // Age everything written so far by 40 days.
         let age = match m.store.backend() {
@@ -218,14 +345,34 @@ async fn retention_prunes_old_changes_and_closed_versions_but_keeps_current_ones
         }
         let (changes, closed) = (
             m.count("SELECT COUNT(*) AS n FROM source_changes").await,
-            m.count("SELECT COUNT(*) AS n FROM source_versions WHERE valid_to IS NOT NULL").await,
+            m.count("SELECT COUNT(*) AS n FROM source_versions WHERE valid_to IS NOT NULL")
+                .await,
         );
         assert!(changes >= 45 && closed == 5, "{changes} {closed}");
-        sim.mutate(2, &MutationPlan { rename: 1, ..MutationPlan::default() });
+        sim.mutate(
+            2,
+            &MutationPlan {
+                rename: 1,
+                ..MutationPlan::default()
+            },
+        );
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM source_changes").await, 1, "{}: only the new change is left", m.backend());
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM source_versions WHERE valid_to IS NOT NULL").await, 1);
-        assert_eq!(m.count("SELECT COUNT(*) AS n FROM source_versions WHERE valid_to IS NULL").await, 40);
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM source_changes").await,
+            1,
+            "{}: only the new change is left",
+            m.backend()
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM source_versions WHERE valid_to IS NOT NULL")
+                .await,
+            1
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM source_versions WHERE valid_to IS NULL")
+                .await,
+            40
+        );
     }
 }
 
@@ -262,27 +409,48 @@ fn documented_queries() -> Vec<(String, Option<String>, String)> {
 #[tokio::test]
 async fn every_query_in_the_schema_document_runs_and_finds_rows_on_both_backends() {
     let queries = documented_queries();
-    assert!(queries.len() >= 8, "the schema document has too few queries");
+    assert!(
+        queries.len() >= 8,
+        "the schema document has too few queries"
+    );
     for db in databases().await {
         let (sim, server) = simulator(sim_options(150, 41)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        let r = sim.mutate(8, &MutationPlan { rename: 5, flip_wallet: 5, add_tag: 5, rotate_token: 5, delete: 5, add: 5, ..MutationPlan::default() });
+        let r = sim.mutate(
+            8,
+            &MutationPlan {
+                rename: 5,
+                flip_wallet: 5,
+                add_tag: 5,
+                rotate_token: 5,
+                delete: 5,
+                add: 5,
+                ..MutationPlan::default()
+            },
+        );
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         let backend = match m.store.backend() {
             closebot_sync::store::Backend::Sqlite => "sqlite",
             closebot_sync::store::Backend::Postgres => "postgres",
         };
         let source = &r.wallet_flipped[0];
-        let as_of = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let as_of = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
         let mut ran = 0;
         for (title, only, sql) in &queries {
             if only.as_deref().is_some_and(|b| b != backend) {
                 continue;
             }
-            let sql = sql.replace(":source_id", &format!("'{source}'")).replace(":as_of", &format!("'{as_of}'"));
+            let sql = sql
+                .replace(":source_id", &format!("'{source}'"))
+                .replace(":as_of", &format!("'{as_of}'"));
             let rows = m.dump(&sql).await;
-            assert!(!rows.is_empty(), "{backend}: query \"{title}\" found no rows");
+            assert!(
+                !rows.is_empty(),
+                "{backend}: query \"{title}\" found no rows"
+            );
             ran += 1;
         }
         assert!(ran >= 13, "{backend}: ran {ran} queries");

@@ -7,4 +7,3 @@ mod faults;
 mod history;
 mod mirror;
 mod simulator_contract;
-

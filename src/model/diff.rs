@@ -98,12 +98,19 @@ fn keyed(items: &[Value]) -> Option<Keyed<'_>> {
     Some(k)
 }
 
+/// Equal as multisets of JSON values (object key order never matters).
 fn same_multiset(a: &[&Value], b: &[&Value]) -> bool {
-    let mut a: Vec<String> = a.iter().map(|v| v.to_string()).collect();
-    let mut b: Vec<String> = b.iter().map(|v| v.to_string()).collect();
-    a.sort();
-    b.sort();
-    a == b
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut unmatched: Vec<&Value> = b.to_vec();
+    a.iter().all(|x| match unmatched.iter().position(|y| y == x) {
+        Some(i) => {
+            unmatched.swap_remove(i);
+            true
+        }
+        None => false,
+    })
 }
 
 fn compare_by_id(

@@ -257,7 +257,9 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
                                         .to_string(),
                                 ),
                                 "JSONB" | "JSON" => row.get::<Value, _>(i),
-                                _ => Value::String(row.get::<String, _>(i)),
+                                other => Value::String(
+                                    row.try_get::<String, _>(i).unwrap_or_else(|_| format!("<{other}>")),
+                                ),
                             }
                         };
                         m.insert(col.name().to_string(), v);

@@ -5,6 +5,7 @@
 //! overrides live in memory, so 100,000 sources stay in a few megabytes.
 
 mod faults;
+mod fields;
 mod generate;
 mod mutate;
 mod page;

@@ -1,11 +1,12 @@
-//! Value helpers for the generator: random streams, GUID text, and the leaf-level parts
+//! Leaf helpers for the generator: random streams, GUID text, and the leaf-level parts
 //! of a record (time stamps, names, windows, script fields, wallet) with their null rates.
 
+use super::json::J;
 use super::vocab::{COST_OVERRIDES, DAYS, DOMAINS, DURATIONS, START_TIMES};
+use chrono::{Datelike, Timelike};
 use rand::seq::index;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
 
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -58,42 +59,50 @@ pub(crate) fn pick<T: Copy>(r: &mut ChaCha8Rng, xs: &[T]) -> T {
     xs[r.gen_range(0..xs.len())]
 }
 
-/// `null` with probability `p`, else the string `f` makes.
-pub(crate) fn or_null(
+/// `null` with probability `p`, else what `f` makes.
+pub(crate) fn or_null<'a, T: Into<J<'a>>>(
     r: &mut ChaCha8Rng,
     p: f64,
-    f: impl FnOnce(&mut ChaCha8Rng) -> String,
-) -> Value {
+    f: impl FnOnce(&mut ChaCha8Rng) -> T,
+) -> J<'a> {
     if r.gen_bool(p) {
-        Value::Null
+        J::Null
     } else {
-        Value::String(f(r))
+        f(r).into()
     }
 }
 
 /// `null` with probability `p`, else an array of `0..=max` items (so empty arrays occur too).
-pub(crate) fn list(
+pub(crate) fn list<'a>(
     r: &mut ChaCha8Rng,
     p: f64,
     max: usize,
-    mut f: impl FnMut(&mut ChaCha8Rng) -> Value,
-) -> Value {
+    mut f: impl FnMut(&mut ChaCha8Rng) -> J<'a>,
+) -> J<'a> {
     if r.gen_bool(p) {
-        return Value::Null;
+        return J::Null;
     }
     let n = r.gen_range(0..=max);
-    Value::Array((0..n).map(|_| f(r)).collect())
+    (0..n).map(|_| f(r)).collect()
 }
 
 /// A date-time as the live API writes them: mostly with `Z`, some without a zone, some
-/// with .NET's seven fractional digits.
+/// with .NET's seven fractional digits. (Formatted by hand: chrono's `format` is slow.)
 pub(crate) fn stamp(r: &mut ChaCha8Rng, secs: i64) -> String {
     let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
-    let base = t.format("%Y-%m-%dT%H:%M:%S");
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
     match r.gen_range(0..20) {
-        0..=2 => base.to_string(),
+        0..=2 => base,
         3 => format!("{base}.{:07}Z", r.gen_range(0..10_000_000)),
-        _ => format!("{base}Z"),
+        _ => base + "Z",
     }
 }
 
@@ -117,7 +126,7 @@ pub(crate) fn random_name(r: &mut ChaCha8Rng) -> Option<String> {
     }
 }
 
-pub(crate) fn address(r: &mut ChaCha8Rng, category: Option<&str>) -> Value {
+pub(crate) fn address(r: &mut ChaCha8Rng, category: Option<&str>) -> J<'static> {
     or_null(r, 0.08, |r| match category {
         Some("GHL") => alnum(r, 20),
         Some("HubSpot") => r.gen_range(1_000_000..99_999_999u32).to_string(),
@@ -125,29 +134,25 @@ pub(crate) fn address(r: &mut ChaCha8Rng, category: Option<&str>) -> Value {
     })
 }
 
-pub(crate) fn window(r: &mut ChaCha8Rng) -> Map<String, Value> {
-    let day = or_null(r, 0.03, |r| pick(r, DAYS).to_owned());
-    window_on(r, day)
-}
-
-pub(crate) fn window_on(r: &mut ChaCha8Rng, day: Value) -> Map<String, Value> {
-    let mut w = Map::new();
-    w.insert("dayOfWeekUtc".into(), day);
-    let start = or_null(r, 0.03, |r| pick(r, START_TIMES).to_owned());
-    w.insert("startTimeUtc".into(), start);
-    w.insert(
-        "duration".into(),
-        or_null(r, 0.03, |r| pick(r, DURATIONS).to_owned()),
-    );
+/// A respond window; bot respond windows add a channel after it.
+pub(crate) fn window(r: &mut ChaCha8Rng, day: J<'static>) -> Vec<(&'static str, J<'static>)> {
+    let start = or_null(r, 0.03, |r| pick(r, START_TIMES));
+    let duration = or_null(r, 0.03, |r| pick(r, DURATIONS));
+    let mut w = Vec::with_capacity(4);
+    w.extend([
+        ("dayOfWeekUtc", day),
+        ("startTimeUtc", start),
+        ("duration", duration),
+    ]);
     w
 }
 
 /// Business hours: usually the five weekdays or the whole week, sometimes none or a few.
-pub(crate) fn respond_windows(r: &mut ChaCha8Rng) -> Value {
+pub(crate) fn respond_windows(r: &mut ChaCha8Rng) -> J<'static> {
     if r.gen_bool(0.08) {
-        return Value::Null;
+        return J::Null;
     }
-    let days: Vec<&str> = match r.gen_range(0..20) {
+    let days: Vec<&'static str> = match r.gen_range(0..20) {
         0..=2 => vec![],
         3..=12 => DAYS[..5].to_vec(),
         13..=15 => DAYS.to_vec(),
@@ -161,62 +166,61 @@ pub(crate) fn respond_windows(r: &mut ChaCha8Rng) -> Value {
     };
     days.into_iter()
         .map(|d| {
-            let day = if r.gen_bool(0.03) {
-                Value::Null
-            } else {
-                d.into()
-            };
-            Value::Object(window_on(r, day))
+            let day = or_null(r, 0.03, |_| d);
+            J::Obj(window(r, day))
         })
         .collect()
 }
 
-pub(crate) fn script_fields(r: &mut ChaCha8Rng, m: &mut Map<String, Value>) {
+/// The five script fields of versions B and C, appended to the record in order.
+pub(crate) fn script_fields(r: &mut ChaCha8Rng, m: &mut Vec<(&'static str, J<'_>)>) {
     let installed = r.gen_bool(0.4);
     let seen = r.gen_bool(if installed { 0.9 } else { 0.1 });
     let domain = format!("www.{}", pick(r, DOMAINS));
-    m.insert("scriptInstalled".into(), installed.into());
     let at = if seen {
         let secs = random_secs(r);
         stamp(r, secs).into()
     } else {
-        Value::Null
+        J::Null
     };
-    m.insert("scriptLastSeenAt".into(), at);
     let d = if seen && r.gen_bool(0.95) {
         domain.clone().into()
     } else {
-        Value::Null
+        J::Null
     };
-    m.insert("scriptLastSeenDomain".into(), d);
     let e = if seen && r.gen_bool(0.95) {
-        format!(
-            "https://{domain}/{}",
-            pick(r, &["", "contact", "book-now", "pricing"])
-        )
-        .into()
+        let path = pick(r, &["", "contact", "book-now", "pricing"]);
+        format!("https://{domain}/{path}").into()
     } else {
-        Value::Null
+        J::Null
     };
-    m.insert("scriptLastSeenEndpoint".into(), e);
     let allow = list(r, 0.3, 3, |r| format!("www.{}", pick(r, DOMAINS)).into());
-    m.insert("scriptDomainAllowList".into(), allow);
+    m.extend([
+        ("scriptInstalled", installed.into()),
+        ("scriptLastSeenAt", at),
+        ("scriptLastSeenDomain", d),
+        ("scriptLastSeenEndpoint", e),
+        ("scriptDomainAllowList", allow),
+    ]);
 }
 
-pub(crate) fn wallet(r: &mut ChaCha8Rng) -> Value {
+pub(crate) fn wallet(r: &mut ChaCha8Rng) -> J<'static> {
     if r.gen_bool(0.25) {
-        return Value::Null;
+        return J::Null;
     }
-    let cost = |r: &mut ChaCha8Rng| or_null(r, 0.6, |r| pick(r, COST_OVERRIDES).to_owned());
-    json!({
-        "reBilling": r.gen_bool(0.3),
-        "autoRefill": r.gen_bool(0.5),
-        "topUpAmount": pick(r, &[10, 25, 50, 100, 250, 500]),
-        "refillThreshold": pick(r, &[5, 10, 20, 50]),
-        "stripeCustomerId": or_null(r, 0.2, |r| format!("cus_{}", alnum(r, 14))),
-        "currency": or_null(r, 0.1, |_| "usd".to_owned()),
-        "responseUnitCostOverride": cost(r),
-        "storageUnitCostOverride": cost(r),
-        "userUnitCostOverride": cost(r),
-    })
+    let cost = |r: &mut ChaCha8Rng| or_null(r, 0.6, |r| pick(r, COST_OVERRIDES));
+    J::Obj(vec![
+        ("reBilling", r.gen_bool(0.3).into()),
+        ("autoRefill", r.gen_bool(0.5).into()),
+        ("topUpAmount", pick(r, &[10, 25, 50, 100, 250, 500]).into()),
+        ("refillThreshold", pick(r, &[5, 10, 20, 50]).into()),
+        (
+            "stripeCustomerId",
+            or_null(r, 0.2, |r| format!("cus_{}", alnum(r, 14))),
+        ),
+        ("currency", or_null(r, 0.1, |_| "usd")),
+        ("responseUnitCostOverride", cost(r)),
+        ("storageUnitCostOverride", cost(r)),
+        ("userUnitCostOverride", cost(r)),
+    ])
 }

@@ -6,12 +6,12 @@ use super::fields::{
     address, alnum, b64url, list, or_null, pick, random_name, random_secs, respond_windows, rng,
     script_fields, stamp, uuid, wallet, window,
 };
-use super::vocab::{BOT_NAMES, CHANNELS, PERSONAS, TAG_NAMES};
+use super::json::J;
+use super::vocab::{BOT_NAMES, CHANNELS, DAYS, PERSONAS, TAG_NAMES};
 use super::SchemaVersion;
 use rand::seq::index;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
 
 // Separate random streams per purpose, so that e.g. a name can be computed for filtering
 // without generating the whole record, and a token rotation changes nothing else.
@@ -109,12 +109,12 @@ impl Generator {
 
     /// The access token of a generated slot after `rev` refreshes; only the original
     /// (rev 0) may be null, a refresh always yields a token.
-    pub fn access_token(&self, slot: u32, rev: u32) -> Value {
+    pub fn access_token(&self, slot: u32, rev: u32) -> Option<String> {
         let r = &mut rng(self.seed, TOKEN ^ (u64::from(rev) << 32), slot.into());
         if rev == 0 && r.gen_bool(0.08) {
-            return Value::Null;
+            return None;
         }
-        format!("eyJhbGciOiJSUzI1NiJ9.{}", b64url(r, 86)).into()
+        Some(format!("eyJhbGciOiJSUzI1NiJ9.{}", b64url(r, 86)))
     }
 
     /// A fresh random stream for explicit edits (new tokens, tag ids, added sources).
@@ -134,102 +134,99 @@ impl Generator {
     }
 
     /// The whole record for a slot, in the field order of the vendor's documentation.
-    pub fn record(&self, slot: u32, id: &str, token_rev: u32) -> Value {
+    pub fn record(&self, slot: u32, id: &str, token_rev: u32) -> J<'_> {
         let h = self.header(slot);
         let r = &mut rng(self.seed, BODY, slot.into());
         let newer = h.version != SchemaVersion::A;
-        let mut m = Map::new();
-        let agency = or_null(r, 0.02, |_| self.agency_id.clone());
-        m.insert("agencyId".into(), agency);
-        m.insert("sourceId".into(), id.into());
-        m.insert("name".into(), h.name.map_or(Value::Null, Value::from));
-        m.insert(
-            "category".into(),
-            h.category.map_or(Value::Null, Value::from),
-        );
-        m.insert(
-            "key".into(),
-            or_null(r, 0.06, |r| format!("rk_{}", alnum(r, 40))),
-        );
-        m.insert("accessToken".into(), self.access_token(slot, token_rev));
-        m.insert("address".into(), address(r, h.category));
-        for field in ["connected", "autoShutoff", "gracefulGoodbye"] {
-            let p = if field == "connected" { 0.85 } else { 0.4 };
-            m.insert(field.into(), r.gen_bool(p).into());
-        }
-        m.insert("bots".into(), self.bots(r, h.version));
+        let mut m: Vec<(&'static str, J<'_>)> = Vec::with_capacity(31);
+        let agency = or_null(r, 0.02, |_| self.agency_id.as_str());
+        m.extend([
+            ("agencyId", agency),
+            ("sourceId", id.to_owned().into()),
+            ("name", h.name.into()),
+            ("category", h.category.into()),
+            ("key", or_null(r, 0.06, |r| format!("rk_{}", alnum(r, 40)))),
+            ("accessToken", self.access_token(slot, token_rev).into()),
+            ("address", address(r, h.category)),
+            ("connected", r.gen_bool(0.85).into()),
+            ("autoShutoff", r.gen_bool(0.4).into()),
+            ("gracefulGoodbye", r.gen_bool(0.4).into()),
+            ("bots", self.bots(r, h.version)),
+        ]);
         let accounts = if r.gen_bool(0.05) {
-            Value::Null
+            J::Null
         } else {
             let n = r.gen_range(0..=5);
             let picked = index::sample(r, self.accounts.len(), n);
             picked
                 .iter()
-                .map(|i| Value::from(self.accounts[i].as_str()))
+                .map(|i| self.accounts[i].as_str().into())
                 .collect()
         };
-        m.insert("accountsWithAccess".into(), accounts);
-        m.insert(
-            "isAvailabilityContactTimezone".into(),
-            r.gen_bool(0.3).into(),
-        );
-        m.insert("respondWindows".into(), respond_windows(r));
         let dnr = list(r, 0.1, 3, |r| {
             let start = random_secs(r);
             let end = start + i64::from(r.gen_range(1..=72u32)) * 3600;
-            json!({"start": stamp(r, start), "end": stamp(r, end)})
+            J::Obj(vec![
+                ("start", stamp(r, start).into()),
+                ("end", stamp(r, end).into()),
+            ])
         });
-        m.insert("doNotRespondWindows".into(), dnr);
+        m.extend([
+            ("accountsWithAccess", accounts),
+            ("isAvailabilityContactTimezone", r.gen_bool(0.3).into()),
+            ("respondWindows", respond_windows(r)),
+            ("doNotRespondWindows", dnr),
+        ]);
         if newer {
             let brw = list(r, 0.1, 5, |r| {
-                let mut w = window(r);
-                let channel = or_null(r, 0.05, |r| pick(r, CHANNELS).to_owned());
-                w.insert("channel".into(), channel);
-                Value::Object(w)
+                let day = or_null(r, 0.03, |r| pick(r, DAYS));
+                let mut w = window(r, day);
+                w.push(("channel", or_null(r, 0.05, |r| pick(r, CHANNELS))));
+                J::Obj(w)
             });
-            m.insert("botRespondWindows".into(), brw);
-            m.insert(
-                "isBotRespondWindowsQuietHours".into(),
-                r.gen_bool(0.2).into(),
-            );
+            m.push(("botRespondWindows", brw));
+            m.push(("isBotRespondWindowsQuietHours", r.gen_bool(0.2).into()));
         }
-        m.insert("summarizeAttachments".into(), r.gen_bool(0.5).into());
-        m.insert("respondToReactions".into(), r.gen_bool(0.4).into());
-        m.insert("markConversationAsUnread".into(), r.gen_bool(0.3).into());
         let hook = if r.gen_bool(0.25) {
             format!("https://hooks.example.net/closebot/{}", alnum(r, 12)).into()
         } else {
-            Value::Null
+            J::Null
         };
-        m.insert("webhookCallback".into(), hook);
+        m.extend([
+            ("summarizeAttachments", r.gen_bool(0.5).into()),
+            ("respondToReactions", r.gen_bool(0.4).into()),
+            ("markConversationAsUnread", r.gen_bool(0.3).into()),
+            ("webhookCallback", hook),
+        ]);
         if newer {
             script_fields(r, &mut m);
         }
-        m.insert("wallet".into(), wallet(r));
+        m.push(("wallet", wallet(r)));
         if newer {
             let owner = if h.category == Some("HubSpot") || r.gen_bool(0.02) {
                 or_null(r, 0.1, |r| {
                     r.gen_range(10_000_000..99_999_999u32).to_string()
                 })
             } else {
-                Value::Null
+                J::Null
             };
-            m.insert("hubSpotOwnerId".into(), owner);
+            m.push(("hubSpotOwnerId", owner));
         }
         if h.version == SchemaVersion::C {
             // Fields no published schema knows yet: a client must keep them, not choke.
             let model = pick(r, &["gpt-4o", "gpt-4.1-mini", "claude-3-5-sonnet"]);
-            m.insert("aiModel".into(), model.into());
+            m.push(("aiModel", model.into()));
             if r.gen_bool(0.5) {
-                m.insert("newFeatureFlags".into(), json!({"x": true, "voice": false}));
+                let flags = vec![("x", true.into()), ("voice", false.into())];
+                m.push(("newFeatureFlags", J::Obj(flags)));
             }
         }
-        Value::Object(m)
+        J::Obj(m)
     }
 
-    fn bots(&self, r: &mut ChaCha8Rng, version: SchemaVersion) -> Value {
+    fn bots(&self, r: &mut ChaCha8Rng, version: SchemaVersion) -> J<'_> {
         if r.gen_bool(0.04) {
-            return Value::Null;
+            return J::Null;
         }
         let n = match r.gen_range(0..20) {
             0..=1 => 0,
@@ -245,51 +242,53 @@ impl Generator {
             .collect()
     }
 
-    fn bot(&self, r: &mut ChaCha8Rng, pool: &PoolEntry, version: SchemaVersion) -> Value {
-        let mut b = Map::new();
-        b.insert(
-            "id".into(),
-            pool.id.clone().map_or(Value::Null, Value::from),
-        );
-        b.insert(
-            "botName".into(),
-            pool.name.clone().map_or(Value::Null, Value::from),
-        );
+    fn bot<'a>(&'a self, r: &mut ChaCha8Rng, pool: &'a PoolEntry, version: SchemaVersion) -> J<'a> {
+        let mut b = Vec::with_capacity(8);
+        b.push(("id", pool.id.as_deref().into()));
+        b.push(("botName", pool.name.as_deref().into()));
         let tags = if r.gen_bool(0.05) {
-            Value::Null
+            J::Null
         } else {
             let n = r.gen_range(0..=6);
             let picked = index::sample(r, self.tags.len(), n);
-            let tag = |r: &mut ChaCha8Rng, t: &PoolEntry| json!({"name": t.name, "approveDeny": r.gen_bool(0.7), "id": t.id});
+            let tag = |r: &mut ChaCha8Rng, t: &'a PoolEntry| {
+                J::Obj(vec![
+                    ("name", t.name.as_deref().into()),
+                    ("approveDeny", r.gen_bool(0.7).into()),
+                    ("id", t.id.as_deref().into()),
+                ])
+            };
             picked.iter().map(|i| tag(r, &self.tags[i])).collect()
         };
-        b.insert("tags".into(), tags);
+        b.push(("tags", tags));
         if version == SchemaVersion::C {
-            b.insert("tagFilterConfig".into(), self.tag_filter(r));
+            b.push(("tagFilterConfig", self.tag_filter(r)));
         }
         let channels = if r.gen_bool(0.05) {
-            Value::Null
+            J::Null
         } else {
             let n = r.gen_range(0..=5);
             let picked = index::sample(r, CHANNELS.len(), n);
-            picked.iter().map(|i| Value::from(CHANNELS[i])).collect()
+            picked.iter().map(|i| CHANNELS[i].into()).collect()
         };
-        b.insert("channels".into(), channels);
-        let persona = or_null(r, 0.6, |r| pick(r, PERSONAS).to_owned());
-        b.insert("personaNameOverride".into(), persona);
-        b.insert("enabled".into(), r.gen_bool(0.85).into());
+        b.push(("channels", channels));
+        b.push((
+            "personaNameOverride",
+            or_null(r, 0.6, |r| pick(r, PERSONAS)),
+        ));
+        b.push(("enabled", r.gen_bool(0.85).into()));
         if version == SchemaVersion::C && r.gen_bool(0.2) {
-            b.insert("newFeatureFlags".into(), json!({"x": true}));
+            b.push(("newFeatureFlags", J::Obj(vec![("x", true.into())])));
         }
-        Value::Object(b)
+        J::Obj(b)
     }
 
     /// Version C only; its types are undocumented, so every part is sometimes null.
-    fn tag_filter(&self, r: &mut ChaCha8Rng) -> Value {
+    fn tag_filter(&self, r: &mut ChaCha8Rng) -> J<'_> {
         if r.gen_bool(0.3) {
-            return Value::Null;
+            return J::Null;
         }
-        let op = |r: &mut ChaCha8Rng| or_null(r, 0.1, |r| pick(r, &["and", "or"]).to_owned());
+        let op = |r: &mut ChaCha8Rng| or_null(r, 0.1, |r| pick(r, &["and", "or"]));
         let operator = op(r);
         let groups = list(r, 0.1, 2, |r| {
             let operator = op(r);
@@ -298,14 +297,22 @@ impl Generator {
                 let name = if r.gen_bool(0.08) {
                     None
                 } else {
-                    t.name.clone()
+                    t.name.as_deref()
                 };
-                let id = if r.gen_bool(0.08) { None } else { t.id.clone() };
-                let cond = or_null(r, 0.08, |r| pick(r, &["has", "doesNotHave"]).to_owned());
-                json!({"tagName": name, "tagId": id, "condition": cond})
+                let id = if r.gen_bool(0.08) {
+                    None
+                } else {
+                    t.id.as_deref()
+                };
+                let cond = or_null(r, 0.08, |r| pick(r, &["has", "doesNotHave"]));
+                J::Obj(vec![
+                    ("tagName", name.into()),
+                    ("tagId", id.into()),
+                    ("condition", cond),
+                ])
             });
-            json!({"operator": operator, "rules": rules})
+            J::Obj(vec![("operator", operator), ("rules", rules)])
         });
-        json!({"operator": operator, "groups": groups})
+        J::Obj(vec![("operator", operator), ("groups", groups)])
     }
 }

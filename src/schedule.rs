@@ -1,0 +1,457 @@
+//! The schedule: a cron expression, always read in UTC, turned into ticks, and the loop that
+//! turns ticks into runs, one at a time. tokio-cron-scheduler stays behind [`TickSource`].
+//!
+//! The crate's known bugs, and the guard against each:
+//! - a job slower than its interval is started again by the next tick: the cron job only
+//!   *sends* a tick; one loop runs the syncs, and a tick that comes while a run is going is
+//!   skipped, logged and counted (`closebot_sync_skipped_ticks_total{reason="overlap"}`);
+//! - a time zone is turned into a fixed offset once, so a schedule drifts across DST: the
+//!   schedule is UTC, always;
+//! - a job can stop firing once its next tick lies in the past: a watchdog computes from the
+//!   expression when the next tick is due and rebuilds the scheduler when none came for well
+//!   over that (`closebot_sync_scheduler_rebuilds_total`); the `alive` hook (systemd's
+//!   watchdog) is called only while ticks come as expected;
+//! - it can deadlock on a current-thread runtime: [`run_loop`] refuses one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+/// However short the interval, a tick counts as missing only this long after it was due:
+/// the crate looks at its jobs every 500 ms and keeps next-tick times in whole seconds.
+pub const MIN_TICK_GRACE: Duration = Duration::from_secs(5);
+/// After this many rebuilds in a row that brought no tick, `alive` is no longer called, so
+/// systemd's watchdog restarts the process.
+pub const MAX_FRUITLESS_REBUILDS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("setting `schedule.cron` is invalid: {0}")]
+    Cron(String),
+    #[error("the cron expression {0:?} names no time in the future: nothing would ever run")]
+    Never(String),
+    #[error("the scheduler failed to start: {0}")]
+    Scheduler(String),
+    #[error(
+        "`run` needs tokio's multi-thread runtime: the scheduler can deadlock on a current-thread \
+         one (main.rs builds a multi-thread runtime; tests use #[tokio::test(flavor = \"multi_thread\")])"
+    )]
+    CurrentThread,
+}
+
+/// A parsed cron expression: six fields, "sec min hour day-of-month month day-of-week", UTC.
+#[derive(Debug, Clone)]
+pub struct Cron {
+    text: String,
+    cron: croner::Cron,
+}
+
+impl Cron {
+    pub fn parse(text: &str) -> Result<Cron, ScheduleError> {
+        let cron = crate::config::parse_cron(text).map_err(ScheduleError::Cron)?;
+        let parsed = Cron {
+            text: text.to_string(),
+            cron,
+        };
+        match parsed.next_after(Utc::now()) {
+            Some(_) => Ok(parsed),
+            None => Err(ScheduleError::Never(text.to_string())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The first time of the schedule after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&t, false).ok()
+    }
+
+    /// The longest time between two ticks among the next hundred after `from`.
+    pub fn longest_gap(&self, from: DateTime<Utc>) -> Duration {
+        let mut longest = Duration::ZERO;
+        let mut at = from;
+        for _ in 0..100 {
+            let Some(next) = self.next_after(at) else {
+                break;
+            };
+            longest = longest.max((next - at).to_std().unwrap_or_default());
+            at = next;
+        }
+        longest
+    }
+}
+
+/// Sends the time of each tick of a schedule until stopped. Ticks are signals only: whoever
+/// receives them decides what to run.
+pub trait TickSource: Send {
+    /// Starts ticking on `cron`; a source already started is stopped first.
+    fn start<'a>(
+        &'a mut self,
+        cron: &'a Cron,
+        ticks: mpsc::UnboundedSender<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<(), ScheduleError>>;
+    fn stop(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// The [`TickSource`] of the real daemon: one tokio-cron-scheduler with one UTC cron job
+/// whose body only sends a tick.
+#[derive(Default)]
+pub struct CronTicker {
+    scheduler: Option<JobScheduler>,
+}
+
+impl TickSource for CronTicker {
+    fn start<'a>(
+        &'a mut self,
+        cron: &'a Cron,
+        ticks: mpsc::UnboundedSender<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<(), ScheduleError>> {
+        Box::pin(async move {
+            self.stop().await;
+            let fail = |e: tokio_cron_scheduler::JobSchedulerError| {
+                ScheduleError::Scheduler(format!("{e:?}"))
+            };
+            let scheduler = JobScheduler::new().await.map_err(fail)?;
+            // Job::new_async reads the expression in UTC: no fixed offset to go stale at DST.
+            let job = CronJob::new_async(cron.as_str(), move |_id, _scheduler| {
+                let ticks = ticks.clone();
+                Box::pin(async move {
+                    let _ = ticks.send(Utc::now());
+                })
+            })
+            .map_err(fail)?;
+            scheduler.add(job).await.map_err(fail)?;
+            scheduler.start().await.map_err(fail)?;
+            self.scheduler = Some(scheduler);
+            Ok(())
+        })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(mut s) = self.scheduler.take() {
+                if let Err(e) = s.shutdown().await {
+                    tracing::warn!(error = ?e, "the scheduler did not shut down cleanly");
+                }
+            }
+        })
+    }
+}
+
+/// What started a run; recorded in `sync_runs.trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `schedule.run_on_start`.
+    Start,
+    /// A tick of `schedule.cron`.
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// How one job went, as the loop counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// It ran (its own status, succeeded or not, is in its report and its row).
+    Ran,
+    /// Another instance holds the writer lock; the text says which lock.
+    Busy(String),
+    /// It could not run (database or API down, ...); already logged by the job.
+    Failed,
+}
+
+/// The work done at a tick; it must stop soon after its token is cancelled.
+pub type Job =
+    Arc<dyn Fn(Trigger, CancellationToken) -> BoxFuture<'static, JobOutcome> + Send + Sync>;
+
+/// What one loop has done; the metrics carry the same, summed over the process.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub ticks: AtomicU64,
+    pub runs: AtomicU64,
+    pub skipped_overlap: AtomicU64,
+    pub skipped_busy: AtomicU64,
+    pub failed: AtomicU64,
+    pub rebuilds: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub struct LoopOptions {
+    pub cron: Cron,
+    pub run_on_start: bool,
+    /// How long stopping may take, the run in flight included.
+    pub shutdown_timeout: Duration,
+    /// How often the tick watchdog looks, and `alive` is called while ticks are on time.
+    pub check_every: Duration,
+    /// The systemd watchdog ping.
+    pub alive: Option<Box<dyn Fn() + Send>>,
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Nothing was left running.
+    Clean,
+    /// The run in flight did not stop within `shutdown_timeout` and was dropped (its
+    /// transaction rolls back; its row stays `running` until the next start marks it abandoned).
+    TimedOut,
+}
+
+/// When the next tick is due, and whether the scheduler has gone quiet.
+#[derive(Debug)]
+pub struct TickWatch {
+    cron: Cron,
+    due: DateTime<Utc>,
+    grace: Duration,
+    fruitless_rebuilds: u32,
+}
+
+impl TickWatch {
+    pub fn new(cron: &Cron, now: DateTime<Utc>) -> TickWatch {
+        let grace = cron.longest_gap(now).max(MIN_TICK_GRACE);
+        let mut w = TickWatch {
+            cron: cron.clone(),
+            due: now,
+            grace,
+            fruitless_rebuilds: 0,
+        };
+        w.expect_after(now);
+        w
+    }
+
+    fn expect_after(&mut self, now: DateTime<Utc>) {
+        // A schedule with no future time is refused by Cron::parse; if it runs out later,
+        // expecting nothing for a year keeps the watchdog quiet rather than rebuilding forever.
+        self.due = self
+            .cron
+            .next_after(now)
+            .unwrap_or(now + chrono::Duration::days(366));
+    }
+
+    /// A tick came at `now`.
+    pub fn ticked(&mut self, now: DateTime<Utc>) {
+        self.fruitless_rebuilds = 0;
+        self.expect_after(now);
+    }
+
+    /// The tick due is later than the grace allows.
+    pub fn overdue(&self, now: DateTime<Utc>) -> bool {
+        let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
+        now > self.due + grace
+    }
+
+    /// The scheduler was rebuilt at `now`.
+    pub fn rebuilt(&mut self, now: DateTime<Utc>) {
+        self.fruitless_rebuilds += 1;
+        self.expect_after(now);
+    }
+
+    /// Ticks come as expected, or a rebuild may yet bring them back.
+    pub fn healthy(&self) -> bool {
+        self.fruitless_rebuilds < MAX_FRUITLESS_REBUILDS
+    }
+
+    pub fn due(&self) -> DateTime<Utc> {
+        self.due
+    }
+
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+}
+
+fn spawn_run(
+    job: &Job,
+    trigger: Trigger,
+    shutdown: &CancellationToken,
+    stats: &Stats,
+) -> JoinHandle<JobOutcome> {
+    bump(&stats.runs);
+    tokio::spawn(job(trigger, shutdown.child_token()))
+}
+
+/// Runs `job` at start (if asked) and at each tick of `source`, never two at once, until
+/// `shutdown` is cancelled; then stops the source and waits for the run in flight (whose
+/// token is cancelled too) for at most `shutdown_timeout`.
+pub async fn run_loop(
+    mut source: Box<dyn TickSource>,
+    job: Job,
+    opts: LoopOptions,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> Result<Stopped, ScheduleError> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread
+    {
+        return Err(ScheduleError::CurrentThread);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    source.start(&opts.cron, tx.clone()).await?;
+    let mut watch = TickWatch::new(&opts.cron, Utc::now());
+    tracing::info!(
+        cron = opts.cron.as_str(),
+        next = %watch.due(),
+        "the schedule is running (times are UTC)"
+    );
+    let mut running = opts
+        .run_on_start
+        .then(|| spawn_run(&job, Trigger::Start, &shutdown, &stats));
+    let mut check = tokio::time::interval(opts.check_every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(at) = rx.recv() => {
+                bump(&stats.ticks);
+                watch.ticked(Utc::now());
+                if running.is_some() {
+                    bump(&stats.skipped_overlap);
+                    metrics::counter!("closebot_sync_skipped_ticks_total", "reason" => "overlap").increment(1);
+                    tracing::warn!(tick = %at, "a tick came while the last run is still going: skipped it (runs never overlap)");
+                } else {
+                    running = Some(spawn_run(&job, Trigger::Schedule, &shutdown, &stats));
+                }
+            }
+            done = async { running.as_mut().expect("guarded by the condition").await }, if running.is_some() => {
+                running = None;
+                match done {
+                    Ok(JobOutcome::Ran) => {}
+                    Ok(JobOutcome::Busy(why)) => {
+                        bump(&stats.skipped_busy);
+                        metrics::counter!("closebot_sync_skipped_ticks_total", "reason" => "busy").increment(1);
+                        tracing::info!(lock = %why, "another instance is syncing: skipped this tick");
+                    }
+                    Ok(JobOutcome::Failed) => bump(&stats.failed),
+                    Err(e) => {
+                        bump(&stats.failed);
+                        tracing::error!(error = %e, "the run panicked; the next tick tries again");
+                    }
+                }
+            }
+            _ = check.tick() => {
+                let now = Utc::now();
+                if watch.overdue(now) {
+                    tracing::warn!(
+                        due = %watch.due(),
+                        grace_seconds = watch.grace().as_secs(),
+                        "the scheduler delivered no tick for well over the interval: rebuilding it"
+                    );
+                    bump(&stats.rebuilds);
+                    metrics::counter!("closebot_sync_scheduler_rebuilds_total").increment(1);
+                    if let Err(e) = source.start(&opts.cron, tx.clone()).await {
+                        tracing::error!(error = %e, "rebuilding the scheduler failed; trying again at the next check");
+                    }
+                    watch.rebuilt(now);
+                }
+                match &opts.alive {
+                    Some(alive) if watch.healthy() => alive(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    tracing::info!("stopping: no new runs; a run in flight is cancelled and rolled back");
+    let deadline = tokio::time::Instant::now() + opts.shutdown_timeout;
+    if tokio::time::timeout_at(deadline, source.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the scheduler did not stop in time; leaving it");
+    }
+    let Some(mut run) = running else {
+        return Ok(Stopped::Clean);
+    };
+    match tokio::time::timeout_at(deadline, &mut run).await {
+        Ok(_) => Ok(Stopped::Clean),
+        Err(_) => {
+            run.abort();
+            tracing::error!(
+                timeout = ?opts.shutdown_timeout,
+                "the run did not stop within schedule.shutdown_timeout: dropped it (its transaction \
+                 rolls back; the next start marks its row abandoned)"
+            );
+            Ok(Stopped::TimedOut)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 30, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn the_grace_is_the_longest_gap_of_the_schedule_but_never_under_the_minimum() {
+        let every_second = Cron::parse("*/1 * * * * *").unwrap();
+        assert_eq!(
+            TickWatch::new(&every_second, at(0, 0, 0)).grace(),
+            MIN_TICK_GRACE
+        );
+        let twice_an_hour = Cron::parse("0 0,10 * * * *").unwrap();
+        assert_eq!(
+            TickWatch::new(&twice_an_hour, at(0, 0, 0)).grace(),
+            Duration::from_secs(50 * 60)
+        );
+    }
+
+    #[test]
+    fn a_missing_tick_is_overdue_only_after_the_grace_and_a_tick_clears_it() {
+        let cron = Cron::parse("0 */15 * * * *").unwrap();
+        let mut w = TickWatch::new(&cron, at(0, 1, 0));
+        assert_eq!(w.due(), at(0, 15, 0));
+        assert!(!w.overdue(at(0, 29, 59)));
+        assert!(w.overdue(at(0, 30, 1)));
+        w.ticked(at(0, 30, 1));
+        assert!(!w.overdue(at(0, 30, 2)));
+        assert_eq!(w.due(), at(0, 45, 0));
+    }
+
+    #[test]
+    fn rebuilds_that_bring_no_tick_end_the_health_that_feeds_systemds_watchdog() {
+        let cron = Cron::parse("*/1 * * * * *").unwrap();
+        let mut w = TickWatch::new(&cron, at(0, 0, 0));
+        for i in 0..MAX_FRUITLESS_REBUILDS {
+            assert!(w.healthy(), "after {i} rebuilds");
+            w.rebuilt(at(0, 1, i));
+        }
+        assert!(!w.healthy());
+        w.ticked(at(0, 2, 0));
+        assert!(w.healthy());
+    }
+
+    #[test]
+    fn an_expression_that_is_not_six_fields_is_refused_with_the_format() {
+        let e = Cron::parse("*/15 * * * *").unwrap_err().to_string();
+        assert!(e.contains("sec min hour"), "{e}");
+        assert!(e.contains("UTC"), "{e}");
+    }
+}

@@ -14,6 +14,7 @@ pub mod model;
 pub mod report;
 pub mod schedule;
 pub mod serve;
+pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

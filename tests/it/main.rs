@@ -3,3 +3,4 @@
 
 mod common;
 mod mirror;
+mod simulator_contract;

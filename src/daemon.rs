@@ -162,6 +162,7 @@ pub async fn serve(
         run_on_start: settings.schedule.run_on_start,
         shutdown_timeout: settings.schedule.shutdown_timeout - reserve,
         check_every,
+        min_grace: crate::schedule::MIN_TICK_GRACE,
         alive: watchdog
             .map(|_| -> Box<dyn Fn() + Send> { Box::new(|| notify(&[NotifyState::Watchdog])) }),
     };

@@ -14,7 +14,7 @@ pub struct Health {
     pub max_age: Duration,
     /// When the last `succeeded` run finished.
     pub last_success: Option<DateTime<Utc>>,
-    /// The newest run of any status: id, status, error.
+    /// The newest finished run (any status but `running`): id, status, error.
     pub last_run: Option<(i64, String, Option<String>)>,
 }
 
@@ -45,11 +45,11 @@ impl Health {
         let last: Vec<Last> = c
             .conn()
             .fetch_all(
-                "SELECT run_id, status, error FROM sync_runs ORDER BY run_id DESC LIMIT 1",
+                "SELECT run_id, status, error FROM sync_runs WHERE status <> 'running' ORDER BY run_id DESC LIMIT 1",
                 vec![],
             )
             .await
-            .doing("reading the last run")?;
+            .doing("reading the last finished run")?;
         Ok(Health {
             checked_at: Utc::now(),
             max_age,
@@ -91,7 +91,7 @@ impl Health {
         };
         if let Some((id, status, error)) = &self.last_run {
             if status != "succeeded" {
-                text.push_str(&format!("; the last run ({id}) is {status}"));
+                text.push_str(&format!("; the last finished run ({id}) is {status}"));
                 if let Some(e) = error {
                     text.push_str(&format!(": {e}"));
                 }
@@ -123,7 +123,7 @@ mod tests {
         let text = old.describe();
         assert!(text.starts_with("unhealthy"), "{text}");
         assert!(
-            text.contains("the last run (7) is failed: API down"),
+            text.contains("the last finished run (7) is failed: API down"),
             "{text}"
         );
     }

@@ -24,8 +24,9 @@ use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-/// However short the interval, a tick counts as missing only this long after it was due:
-/// the crate looks at its jobs every 500 ms and keeps next-tick times in whole seconds.
+/// However short the interval, a tick counts as missing only this long after it was due (the
+/// daemon's [`LoopOptions::min_grace`]): the crate looks at its jobs every 500 ms and keeps
+/// next-tick times in whole seconds.
 pub const MIN_TICK_GRACE: Duration = Duration::from_secs(5);
 /// After this many rebuilds in a row that brought no tick, `alive` is no longer called, so
 /// systemd's watchdog restarts the process.
@@ -208,6 +209,9 @@ pub struct LoopOptions {
     pub shutdown_timeout: Duration,
     /// How often the tick watchdog looks, and `alive` is called while ticks are on time.
     pub check_every: Duration,
+    /// A tick is missing once it is this long overdue, or the longest gap of the schedule if
+    /// that is longer ([`MIN_TICK_GRACE`] in the daemon).
+    pub min_grace: Duration,
     /// The systemd watchdog ping.
     pub alive: Option<Box<dyn Fn() + Send>>,
 }
@@ -232,8 +236,8 @@ pub struct TickWatch {
 }
 
 impl TickWatch {
-    pub fn new(cron: &Cron, now: DateTime<Utc>) -> TickWatch {
-        let grace = cron.longest_gap(now).max(MIN_TICK_GRACE);
+    pub fn new(cron: &Cron, now: DateTime<Utc>, min_grace: Duration) -> TickWatch {
+        let grace = cron.longest_gap(now).max(min_grace);
         let mut w = TickWatch {
             cron: cron.clone(),
             due: now,
@@ -312,7 +316,7 @@ pub async fn run_loop(
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     source.start(&opts.cron, tx.clone()).await?;
-    let mut watch = TickWatch::new(&opts.cron, Utc::now());
+    let mut watch = TickWatch::new(&opts.cron, Utc::now(), opts.min_grace);
     tracing::info!(
         cron = opts.cron.as_str(),
         next = %watch.due(),
@@ -413,12 +417,12 @@ mod tests {
     fn the_grace_is_the_longest_gap_of_the_schedule_but_never_under_the_minimum() {
         let every_second = Cron::parse("*/1 * * * * *").unwrap();
         assert_eq!(
-            TickWatch::new(&every_second, at(0, 0, 0)).grace(),
+            TickWatch::new(&every_second, at(0, 0, 0), MIN_TICK_GRACE).grace(),
             MIN_TICK_GRACE
         );
         let twice_an_hour = Cron::parse("0 0,10 * * * *").unwrap();
         assert_eq!(
-            TickWatch::new(&twice_an_hour, at(0, 0, 0)).grace(),
+            TickWatch::new(&twice_an_hour, at(0, 0, 0), MIN_TICK_GRACE).grace(),
             Duration::from_secs(50 * 60)
         );
     }
@@ -426,7 +430,7 @@ mod tests {
     #[test]
     fn a_missing_tick_is_overdue_only_after_the_grace_and_a_tick_clears_it() {
         let cron = Cron::parse("0 */15 * * * *").unwrap();
-        let mut w = TickWatch::new(&cron, at(0, 1, 0));
+        let mut w = TickWatch::new(&cron, at(0, 1, 0), MIN_TICK_GRACE);
         assert_eq!(w.due(), at(0, 15, 0));
         assert!(!w.overdue(at(0, 29, 59)));
         assert!(w.overdue(at(0, 30, 1)));
@@ -438,7 +442,7 @@ mod tests {
     #[test]
     fn rebuilds_that_bring_no_tick_end_the_health_that_feeds_systemds_watchdog() {
         let cron = Cron::parse("*/1 * * * * *").unwrap();
-        let mut w = TickWatch::new(&cron, at(0, 0, 0));
+        let mut w = TickWatch::new(&cron, at(0, 0, 0), MIN_TICK_GRACE);
         for i in 0..MAX_FRUITLESS_REBUILDS {
             assert!(w.healthy(), "after {i} rebuilds");
             w.rebuilt(at(0, 1, i));

@@ -2,5 +2,6 @@
 //! SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL.
 
 mod common;
+mod daemon;
 mod mirror;
 mod simulator_contract;

@@ -5,7 +5,9 @@
 //! overrides live in memory, so 100,000 sources stay in a few megabytes.
 
 mod faults;
+mod fields;
 mod generate;
+mod json;
 mod mutate;
 mod page;
 mod server;
@@ -138,8 +140,20 @@ pub(crate) struct Entry {
 impl Entry {
     pub fn value(&self, gen: &Generator) -> Value {
         match &self.body {
-            Body::Generated { slot, token_rev } => gen.record(*slot, &self.id, *token_rev),
+            Body::Generated { slot, token_rev } => {
+                gen.record(*slot, &self.id, *token_rev).to_value()
+            }
             Body::Explicit(v) => Value::clone(v),
+        }
+    }
+
+    /// The record in the cheap form the server serializes directly.
+    pub fn render<'a>(&'a self, gen: &'a Generator) -> Rendered<'a> {
+        match &self.body {
+            Body::Generated { slot, token_rev } => {
+                Rendered::Generated(gen.record(*slot, &self.id, *token_rev))
+            }
+            Body::Explicit(v) => Rendered::Explicit(v),
         }
     }
 
@@ -154,6 +168,22 @@ impl Entry {
         match &self.body {
             Body::Generated { slot, .. } => gen.header(*slot).category.map(str::to_owned),
             Body::Explicit(v) => v.get("category").and_then(Value::as_str).map(str::to_owned),
+        }
+    }
+}
+
+/// A record ready to serialize: generated records never become serde_json values on the
+/// serving path.
+pub(crate) enum Rendered<'a> {
+    Generated(json::J<'a>),
+    Explicit(&'a Value),
+}
+
+impl serde::Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rendered::Generated(j) => j.serialize(s),
+            Rendered::Explicit(v) => v.serialize(s),
         }
     }
 }

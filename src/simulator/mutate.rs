@@ -1,7 +1,8 @@
 //! Seeded random mutations for sync tests. Each touched source is reported under exactly
 //! one kind, so a test can check that a mirror picked up precisely these changes.
 
-use super::generate::{random_name, rng, Generator};
+use super::fields::{random_name, rng};
+use super::generate::Generator;
 use super::{Body, Entry, MutationPlan, MutationReport, State};
 use rand::seq::SliceRandom;
 use rand::Rng;

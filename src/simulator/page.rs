@@ -3,7 +3,8 @@
 //! (unstable order, a shrunken listing, sources inserted or deleted mid-walk).
 
 use super::faults::Shuffle;
-use super::generate::{parse_uuid, uuid_text, Generator};
+use super::fields::{parse_uuid, uuid_text};
+use super::generate::Generator;
 use super::{Body, Entry, MidWalk, State};
 use rand::Rng;
 

@@ -4,7 +4,7 @@
 
 use super::faults;
 use super::page::{self, PageRequest, ParamError};
-use super::{FaultAction, RequestRecord, Simulator, State};
+use super::{FaultAction, Rendered, RequestRecord, Simulator, State};
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -252,21 +252,42 @@ fn serve_page(
     shape: Option<&FaultAction>,
 ) -> Response<Body> {
     let selected = page::select(&mut sim.lock(), &sim.gen, request);
-    // Records are built outside the lock: that is the expensive part.
-    let results: Vec<Value> = selected.entries.iter().map(|e| e.value(&sim.gen)).collect();
-    let mut doc = Map::new();
-    doc.insert("total".into(), selected.total.into());
-    doc.insert("results".into(), Value::Array(results));
-    doc.insert("page".into(), request.page.into());
-    doc.insert("pageSize".into(), request.page_size.into());
-    if let Some(shape) = shape {
-        faults::reshape(&mut doc, shape);
-    }
-    let mut body = Value::Object(doc).to_string();
+    // Records are built and serialized outside the lock: that is the expensive part.
+    let results: Vec<Rendered<'_>> = selected
+        .entries
+        .iter()
+        .map(|e| e.render(&sim.gen))
+        .collect();
+    let doc = PageDoc {
+        total: selected.total,
+        results: &results,
+        page: request.page,
+        page_size: request.page_size,
+    };
+    let mut body = match shape {
+        // Reshaping needs a mutable document; faults are rare, so the slow path is fine.
+        Some(shape) if !matches!(shape, FaultAction::TruncatedBody) => {
+            let mut value = serde_json::to_value(&doc).unwrap_or_default();
+            if let Value::Object(map) = &mut value {
+                faults::reshape(map, shape);
+            }
+            value.to_string()
+        }
+        _ => serde_json::to_string(&doc).unwrap_or_default(),
+    };
     if matches!(shape, Some(FaultAction::TruncatedBody)) {
         body = faults::truncate(body);
     }
     respond(200, JSON, body)
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageDoc<'a> {
+    total: usize,
+    results: &'a [Rendered<'a>],
+    page: u32,
+    page_size: u32,
 }
 
 fn respond(status: u16, content_type: &'static str, body: String) -> Response<Body> {

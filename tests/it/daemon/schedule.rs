@@ -229,6 +229,44 @@ async fn a_scheduler_that_never_recovers_stops_the_pings_to_systemds_watchdog() 
     assert_eq!(jobs.load(Ordering::SeqCst), 1, "one tick, one run");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_start_is_counted_and_the_next_tick_tries_again() {
+    let source = Stalling {
+        starts: Arc::new(AtomicU32::new(0)),
+        first_ticks: u32::MAX,
+        never_recovers: false,
+        task: None,
+    };
+    let tries = Arc::new(AtomicU64::new(0));
+    let counter = tries.clone();
+    // As when the database is down: the job fails before any run row exists.
+    let job: Job = Arc::new(move |_trigger, _cancel| {
+        let counter = counter.clone();
+        Box::pin(async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            JobOutcome::Failed
+        })
+    });
+    let stats = Arc::new(Stats::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_loop(
+        Box::new(source),
+        job,
+        options(Arc::default()),
+        stats.clone(),
+        stop.clone(),
+    ));
+    eventually(Duration::from_secs(30), "three failed tries", || {
+        let ok = n(&stats.failed) >= 3;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap(), Stopped::Clean);
+    assert!(tries.load(Ordering::SeqCst) >= 3);
+    assert_eq!(n(&stats.rebuilds), 0, "{stats:?}");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_loop_refuses_a_current_thread_runtime() {
     let err = run_loop(

@@ -34,6 +34,8 @@ pub const MIN_TICK_GRACE: Duration = Duration::from_secs(5);
 /// After this many rebuilds in a row that brought no tick, `alive` is no longer called, so
 /// systemd's watchdog restarts the process.
 pub const MAX_FRUITLESS_REBUILDS: u32 = 3;
+/// How long one rebuild of the scheduler may take.
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -153,6 +155,11 @@ pub async fn run_loop(
     {
         return Err(ScheduleError::CurrentThread);
     }
+    // Every series exists from the start, so a graph or an alert sees 0 rather than nothing.
+    for reason in ["overlap", "busy"] {
+        metrics::counter!("closebot_sync_skipped_ticks_total", "reason" => reason).increment(0);
+    }
+    metrics::counter!("closebot_sync_scheduler_rebuilds_total").increment(0);
     let (tx, mut rx) = mpsc::unbounded_channel();
     source.start(&opts.cron, tx.clone()).await?;
     let mut watch = TickWatch::new(&opts.cron, Utc::now(), opts.min_grace);
@@ -206,8 +213,12 @@ pub async fn run_loop(
                     );
                     bump(&stats.rebuilds);
                     metrics::counter!("closebot_sync_scheduler_rebuilds_total").increment(1);
-                    if let Err(e) = source.start(&opts.cron, tx.clone()).await {
-                        tracing::error!(error = %e, "rebuilding the scheduler failed; trying again at the next check");
+                    // A wedged scheduler may not even shut down: do not let it wedge the loop
+                    // (and with it shutdown and the systemd pings).
+                    match tokio::time::timeout(REBUILD_TIMEOUT, source.start(&opts.cron, tx.clone())).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "rebuilding the scheduler failed; trying again later"),
+                        Err(_) => tracing::error!("rebuilding the scheduler did not finish in time; trying again later"),
                     }
                     watch.rebuilt(now);
                 }

@@ -8,6 +8,12 @@ use closebot_sync::simulator::Faults;
 use super::{eventually, free_port, Daemon};
 use crate::common::{databases, sim_options, simulator};
 
+/// The value of one series (name with labels, as rendered) in a Prometheus text page.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 async fn get(url: &str) -> Option<(u16, String)> {
     let r = reqwest::get(url).await.ok()?;
     let status = r.status().as_u16();
@@ -72,6 +78,8 @@ async fn metrics_and_healthz_answer_and_health_turns_503_when_runs_fail_past_max
             "closebot_sync_http_requests_total",
             "closebot_sync_http_retries_total",
             "# HELP closebot_sync_skipped_ticks_total",
+            "closebot_sync_skipped_ticks_total{reason=\"busy\"} 0",
+            "closebot_sync_scheduler_rebuilds_total 0",
         ] {
             assert!(
                 text.contains(series),

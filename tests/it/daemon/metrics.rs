@@ -63,7 +63,8 @@ async fn metrics_and_healthz_answer_and_health_turns_503_when_runs_fail_past_max
                     get(&url)
                         .await
                         .filter(|(_, t)| {
-                            t.contains("closebot_sync_skipped_ticks_total{reason=\"overlap\"}")
+                            value(t, "closebot_sync_skipped_ticks_total{reason=\"overlap\"}")
+                                .is_some_and(|n| n >= 1.0)
                         })
                         .map(|(_, t)| t)
                 }

@@ -152,8 +152,8 @@ pub async fn runs(store: &Store) -> Vec<serde_json::Map<String, Value>> {
     dump(store, "SELECT run_id, status, trigger, started_at, finished_at, error FROM sync_runs ORDER BY run_id").await
 }
 
-/// Asserts that no two finished runs overlap in time (time stamps compare as text: both
-/// backends give `YYYY-MM-DDTHH:MM:SS.ffffffZ`... or SQLite's own fixed format).
+/// Asserts that no two finished runs overlap in time. The time stamps compare as text: the
+/// harness's `dump` gives `YYYY-MM-DDTHH:MM:SS.ffffffZ` on both backends.
 pub fn assert_no_overlap(rows: &[serde_json::Map<String, Value>]) {
     let mut spans: Vec<(String, String)> = rows
         .iter()

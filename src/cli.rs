@@ -60,6 +60,12 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         as_of: Option<String>,
     },
+    /// Run as a service: sync on `schedule.cron` (UTC) until SIGTERM or SIGINT (exit 0 after
+    /// a clean stop, 1 when it could not start or the run in flight had to be dropped).
+    Run,
+    /// Check the settings, the database and the API key without writing anything (exit 0
+    /// when all passed, 1 when one failed, 2 for invalid settings).
+    Check,
     /// Show the last runs.
     Status {
         /// How many runs to show.
@@ -145,8 +151,12 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             let mut c = store.acquire().await?;
             let rows = runs::last(&mut c.conn(), n).await?;
             print!("{}", crate::report::runs_table(&rows));
+            let health = crate::health::Health::read(&store, settings.health_max_age).await?;
+            println!("health: {}", health.describe());
             Ok(exit::OK)
         }
+        Command::Run => Ok(crate::daemon::run_command(settings, shutdown_signal()).await?),
+        Command::Check => Ok(crate::check::check_command(settings).await),
     }
 }
 

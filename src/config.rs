@@ -437,7 +437,10 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
             max_delete_fraction: raw.sync.max_delete_fraction,
         },
         schedule: ScheduleSettings {
-            cron: raw.schedule.cron,
+            cron: {
+                parse_cron(&raw.schedule.cron).map_err(|p| invalid("schedule.cron", p))?;
+                raw.schedule.cron
+            },
             run_on_start: raw.schedule.run_on_start,
             shutdown_timeout: duration(
                 "schedule.shutdown_timeout",
@@ -453,6 +456,28 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
         history_retain_days: raw.history.retain_days,
         warnings,
     })
+}
+
+/// Parses a cron expression the way the scheduler reads it: six fields, "sec min hour
+/// day-of-month month day-of-week", both day fields must match, in UTC.
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    let fields = text.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!(
+            "{text:?} has {fields} fields; write six, \"sec min hour day-of-month month day-of-week\" \
+             (UTC), e.g. \"0 */15 * * * *\" for every 15 minutes"
+        ));
+    }
+    croner::Cron::new(text)
+        .with_seconds_required()
+        .with_dom_and_dow()
+        .parse()
+        .map_err(|e| {
+            format!(
+                "{text:?} is not a cron expression ({e}); write \"sec min hour day-of-month month \
+                 day-of-week\" (UTC), e.g. \"0 */15 * * * *\" for every 15 minutes"
+            )
+        })
 }
 
 /// The key travels in a header: plain HTTP is allowed only to this machine (the simulator).
@@ -561,6 +586,8 @@ mod tests {
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[history]\nretain_days = 0\n", "history.retain_days"),
+            ("[schedule]\ncron = \"*/15 * * * *\"\n", "schedule.cron"),
+            ("[schedule]\ncron = \"0 61 * * * *\"\n", "schedule.cron"),
         ] {
             let e = load(toml, &[]).unwrap_err().to_string();
             assert!(e.contains(key), "{toml}: {e}");

@@ -4,11 +4,16 @@
 //! [`config`] → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
 //! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
 
+pub mod check;
 pub mod cli;
 pub mod closebot;
 pub mod config;
+pub mod daemon;
+pub mod health;
 pub mod model;
 pub mod report;
+pub mod schedule;
+pub mod serve;
 pub mod simulator;
 pub mod store;
 pub mod sync;

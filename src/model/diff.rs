@@ -104,13 +104,14 @@ fn same_multiset(a: &[&Value], b: &[&Value]) -> bool {
         return false;
     }
     let mut unmatched: Vec<&Value> = b.to_vec();
-    a.iter().all(|x| match unmatched.iter().position(|y| y == x) {
-        Some(i) => {
-            unmatched.swap_remove(i);
-            true
-        }
-        None => false,
-    })
+    a.iter()
+        .all(|x| match unmatched.iter().position(|y| y == x) {
+            Some(i) => {
+                unmatched.swap_remove(i);
+                true
+            }
+            None => false,
+        })
 }
 
 fn compare_by_id(

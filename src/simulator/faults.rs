@@ -10,7 +10,7 @@ pub(crate) fn rule_for(faults: &Faults, page: u32, attempt: u32) -> Option<Fault
     faults
         .rules
         .iter()
-        .find(|r| r.page.map_or(true, |p| p == page) && r.attempts.contains(&attempt))
+        .find(|r| r.page.is_none_or(|p| p == page) && r.attempts.contains(&attempt))
         .map(|r| r.action.clone())
 }
 

@@ -153,14 +153,15 @@ pub(crate) fn select(st: &mut State, gen: &Generator, req: &PageRequest) -> Sele
         (0..visible)
             .filter(|&i| {
                 let e = &view[i];
-                let name_ok = req.query.as_ref().map_or(true, |q| {
+                let name_ok = req.query.as_ref().is_none_or(|q| {
                     e.name(gen)
                         .is_some_and(|n| n.to_lowercase().contains(q.as_str()))
                 });
                 name_ok
-                    && req.category.as_ref().map_or(true, |c| {
-                        e.category(gen).is_some_and(|x| x.to_lowercase() == *c)
-                    })
+                    && req
+                        .category
+                        .as_ref()
+                        .is_none_or(|c| e.category(gen).is_some_and(|x| x.to_lowercase() == *c))
             })
             .collect()
     });

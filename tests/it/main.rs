@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod daemon;
 mod faults;
 mod history;
 mod mirror;

@@ -258,7 +258,8 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
                                 ),
                                 "JSONB" | "JSON" => row.get::<Value, _>(i),
                                 other => Value::String(
-                                    row.try_get::<String, _>(i).unwrap_or_else(|_| format!("<{other}>")),
+                                    row.try_get::<String, _>(i)
+                                        .unwrap_or_else(|_| format!("<{other}>")),
                                 ),
                             }
                         };

@@ -1,0 +1,202 @@
+//! `closebot-sync run`: the long-running service. Settings, database and migrations first,
+//! then READY to systemd, the metrics listener, the schedule; on SIGTERM/SIGINT, STOPPING,
+//! the run in flight cancelled, and out within `schedule.shutdown_timeout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+use crate::closebot::{ApiError, Client};
+use crate::config::{ConfigError, Settings};
+use crate::health::Health;
+use crate::schedule::{
+    run_loop, Cron, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped,
+    TickSource,
+};
+use crate::serve::ServeError;
+use crate::store::{runs, Store, StoreError};
+use crate::sync::{chain, run_once, SyncError, SyncOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Tells systemd (when `NOTIFY_SOCKET` is set; otherwise nothing happens).
+pub fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// The interval of systemd's watchdog, when it watches this process.
+fn systemd_watchdog() -> Option<Duration> {
+    let mut usec = 0u64;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+}
+
+/// Part of `schedule.shutdown_timeout` kept for closing the listener and the database after
+/// the run in flight has stopped.
+fn closing_reserve(timeout: Duration) -> Duration {
+    (timeout / 4).min(Duration::from_secs(1))
+}
+
+/// The job of each tick: one run, recorded as `trigger`, its summary sent as STATUS.
+fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
+    Arc::new(move |trigger, cancel| {
+        let (settings, store, client) = (settings.clone(), store.clone(), client.clone());
+        Box::pin(async move {
+            let options = SyncOptions {
+                trigger: trigger.as_str().to_string(),
+                ..SyncOptions::default()
+            };
+            match run_once(&settings, &store, &client, &options, &cancel).await {
+                Ok(report) => {
+                    notify(&[NotifyState::Status(&report.summary())]);
+                    JobOutcome::Ran
+                }
+                Err(SyncError::Store(StoreError::Busy(why))) => JobOutcome::Busy(why),
+                Err(e) => {
+                    let text = chain(&e);
+                    tracing::error!(error = %text, "the run could not start; the next tick tries again");
+                    notify(&[NotifyState::Status(&format!(
+                        "the last run could not start: {text}"
+                    ))]);
+                    JobOutcome::Failed
+                }
+            }
+        })
+    })
+}
+
+/// Marks rows left `running` by a dead process, if no other instance is syncing (its
+/// `running` row is real). Runs do this too; doing it at start keeps `status` honest even
+/// when `run_on_start` is off.
+async fn mark_abandoned_at_start(store: &Store) -> Result<(), StoreError> {
+    let _lock = match store.lock_writer().await {
+        Ok(lock) => lock,
+        Err(StoreError::Busy(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut c = store.acquire().await?;
+    let n = runs::mark_abandoned(&mut c.conn()).await?;
+    if n > 0 {
+        tracing::warn!(
+            abandoned = n,
+            "marked runs left running by a dead process as abandoned"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the daemon until `shutdown` is cancelled. `source` is the scheduler
+/// ([`CronTicker`] in production); `stats` counts what the loop did.
+pub async fn serve(
+    settings: Settings,
+    source: Box<dyn TickSource>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> Result<Stopped, DaemonError> {
+    let cron = Cron::parse(&settings.schedule.cron)?;
+    let key = settings.api.require_key()?.clone();
+    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let applied = store.migrate().await?;
+    if applied > 0 {
+        tracing::info!(applied, "migrated the database");
+    }
+    mark_abandoned_at_start(&store).await?;
+    let client = Client::new(&settings.api, key)?;
+    let health = Health::read(&store, settings.health_max_age).await?;
+    let http_stop = CancellationToken::new();
+    let http = match settings.metrics_listen {
+        Some(addr) => {
+            let handle = crate::serve::metrics_handle()?;
+            if let Some(at) = health.last_success {
+                metrics::gauge!("closebot_sync_last_success_timestamp_seconds")
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+            }
+            let router = crate::serve::router(handle, store.clone(), settings.health_max_age);
+            Some(
+                crate::serve::start(addr, router, http_stop.clone())
+                    .await?
+                    .1,
+            )
+        }
+        None => None,
+    };
+    let ready = format!(
+        "ready: schedule \"{}\" (UTC); {}",
+        cron.as_str(),
+        health.describe()
+    );
+    tracing::info!("{ready}");
+    notify(&[NotifyState::Ready, NotifyState::Status(&ready)]);
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        notify(&[
+            NotifyState::Stopping,
+            NotifyState::Status("stopping: cancelling the run in flight"),
+        ]);
+    });
+
+    let watchdog = systemd_watchdog();
+    let check_every = watchdog
+        .map(|w| w / 3)
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let reserve = closing_reserve(settings.schedule.shutdown_timeout);
+    let opts = LoopOptions {
+        cron,
+        run_on_start: settings.schedule.run_on_start,
+        shutdown_timeout: settings.schedule.shutdown_timeout - reserve,
+        check_every,
+        min_grace: crate::schedule::MIN_TICK_GRACE,
+        alive: watchdog
+            .map(|_| -> Box<dyn Fn() + Send> { Box::new(|| notify(&[NotifyState::Watchdog])) }),
+    };
+    let job = sync_job(Arc::new(settings), store.clone(), client);
+    let stopped = run_loop(source, job, opts, stats, shutdown).await?;
+
+    http_stop.cancel();
+    let half = reserve / 2;
+    if let Some(mut task) = http {
+        if tokio::time::timeout(half, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+    let _ = tokio::time::timeout(half, store.close()).await;
+    tracing::info!(?stopped, "stopped");
+    Ok(stopped)
+}
+
+/// `closebot-sync run`: the daemon with the real scheduler; 0 after a clean stop, 1 when the
+/// run in flight had to be dropped at the timeout.
+pub async fn run_command(
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<u8, DaemonError> {
+    let stats = Arc::new(Stats::default());
+    let stopped = serve(
+        settings.clone(),
+        Box::new(CronTicker::default()),
+        stats,
+        shutdown,
+    )
+    .await?;
+    Ok(match stopped {
+        Stopped::Clean => crate::cli::exit::OK,
+        Stopped::TimedOut => crate::cli::exit::FAILED,
+    })
+}

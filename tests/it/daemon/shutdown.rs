@@ -1,0 +1,142 @@
+//! SIGTERM during a slow run of the real binary, with systemd's notify socket watching; and
+//! two daemons on one database never syncing at the same time.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use closebot_sync::simulator::{FaultAction, FaultRule, Faults, MutationPlan};
+
+use super::{assert_no_overlap, eventually, open, Daemon};
+use crate::common::{databases, settings, sim_options, simulator, snapshot, sqlite, Mirror};
+
+/// Everything sent to the notify socket so far, one message per entry.
+fn received(sock: &UnixDatagram) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_slow_run_exits_0_in_time_with_the_row_aborted_and_the_data_as_before() {
+    let (sim, server) = simulator(sim_options(250, 21)).await;
+    let db = sqlite();
+    let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+    assert_eq!(m.sync().await.status.as_str(), "succeeded");
+    let before = snapshot(&m).await;
+    // The next run would change things, and hangs on page 1 with page 0 applied.
+    sim.mutate(
+        5,
+        &MutationPlan {
+            rename: 10,
+            delete: 3,
+            add: 5,
+            ..MutationPlan::default()
+        },
+    );
+    sim.set_faults(Faults {
+        rules: vec![FaultRule {
+            page: Some(1),
+            attempts: 1..=1000,
+            action: FaultAction::Delay(Duration::from_secs(120)),
+        }],
+        ..Faults::default()
+    });
+    let socket_path = db.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let timeout = Duration::from_secs(5);
+    let earlier = sim.requests().len();
+    let mut d = Daemon::start(
+        "d",
+        &server.base_url(),
+        &db,
+        &[
+            ("CLOSEBOT_SYNC_SCHEDULE__CRON", "0 0 0 1 1 *"),
+            ("CLOSEBOT_SYNC_SCHEDULE__SHUTDOWN_TIMEOUT", "5s"),
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "600000"),
+        ],
+    );
+    eventually(Duration::from_secs(30), "the run to wait on page 1", || {
+        let waiting = sim.requests()[earlier..]
+            .iter()
+            .any(|r| r.query.iter().any(|(k, v)| k == "page" && v == "1"));
+        async move { waiting.then_some(()) }
+    })
+    .await;
+    let rows = super::runs(&m.store).await;
+    assert_eq!(rows.last().unwrap()["status"], "running", "{rows:#?}");
+
+    d.signal("TERM");
+    let (code, took) = d.wait(timeout + Duration::from_secs(5));
+    assert_eq!(code, 0, "{}", d.logs());
+    assert!(
+        took <= timeout,
+        "took {took:?}, more than schedule.shutdown_timeout"
+    );
+
+    let rows = super::runs(&m.store).await;
+    let last = rows.last().unwrap();
+    assert_eq!(last["status"], "aborted", "{rows:#?}");
+    assert_eq!(last["trigger"], "start");
+    assert_eq!(snapshot(&m).await, before, "the aborted run changed data");
+
+    let messages = received(&sock);
+    let pos = |what: &str| messages.iter().position(|m| m.contains(what));
+    let ready = pos("READY=1").unwrap_or_else(|| panic!("no READY: {messages:?}"));
+    let stopping = pos("STOPPING=1").unwrap_or_else(|| panic!("no STOPPING: {messages:?}"));
+    assert!(ready < stopping, "{messages:?}");
+    assert!(
+        pos("WATCHDOG=1").is_some(),
+        "no watchdog ping: {messages:?}"
+    );
+    let status_after = messages[stopping..]
+        .iter()
+        .any(|m| m.contains("STATUS=run") && m.contains("aborted"));
+    assert!(status_after, "no STATUS with the aborted run: {messages:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_database_never_sync_at_the_same_time() {
+    let (sim, server) = simulator(sim_options(50, 31)).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(1500),
+        ..Faults::default()
+    });
+    for db in databases().await {
+        // Migrate first, so the two do not race to create the schema.
+        let store = open(&db).await;
+        let env = [("CLOSEBOT_SYNC_SCHEDULE__CRON", "*/1 * * * * *")];
+        let mut a = Daemon::start("a", &server.base_url(), &db, &env);
+        let mut b = Daemon::start("b", &server.base_url(), &db, &env);
+        eventually(Duration::from_secs(60), "four finished runs", || {
+            let store = store.clone();
+            async move {
+                let rows = super::runs(&store).await;
+                (rows.iter().filter(|r| r["status"] == "succeeded").count() >= 4).then_some(())
+            }
+        })
+        .await;
+        a.signal("TERM");
+        b.signal("TERM");
+        assert_eq!(a.wait(Duration::from_secs(15)).0, 0, "{}", a.logs());
+        assert_eq!(b.wait(Duration::from_secs(15)).0, 0, "{}", b.logs());
+
+        let rows = super::runs(&store).await;
+        assert_no_overlap(&rows);
+        let busy = [&a, &b]
+            .iter()
+            .filter(|d| d.logs().contains("another instance is syncing"))
+            .count();
+        assert!(
+            busy >= 1,
+            "{}: neither daemon met the other's lock:\n{}\n{}",
+            db.backend,
+            a.logs(),
+            b.logs()
+        );
+    }
+}

@@ -66,6 +66,33 @@ pub enum Command {
     /// Check the settings, the database and the API key without writing anything (exit 0
     /// when all passed, 1 when one failed, 2 for invalid settings).
     Check,
+    /// Try it without a key: sync a simulated agency into a new SQLite file, change it, sync again.
+    Demo {
+        /// The SQLite file to create (replaced if it exists).
+        #[arg(long, default_value = "closebot-demo.db", value_name = "PATH")]
+        db: PathBuf,
+        /// How many sources the simulated agency has.
+        #[arg(long, default_value_t = 250)]
+        sources: usize,
+        /// Seed of the simulated data (the same seed gives the same agency).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Serve the bundled CloseBot simulator (for trying `sync` and `run` against it).
+    Simulate {
+        /// Address to listen on (loopback: the client refuses plain http elsewhere).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// How many sources the simulated agency has.
+        #[arg(long, default_value_t = 250)]
+        sources: usize,
+        /// Seed of the simulated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The API key the simulator accepts.
+        #[arg(long, default_value = "sim-key")]
+        key: String,
+    },
     /// Show the last runs.
     Status {
         /// How many runs to show.
@@ -154,6 +181,23 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             let health = crate::health::Health::read(&store, settings.health_max_age).await?;
             println!("health: {}", health.describe());
             Ok(exit::OK)
+        }
+        Command::Demo { db, sources, seed } => {
+            crate::demo::demo(settings, &db, sources, seed).await
+        }
+        Command::Simulate {
+            listen,
+            sources,
+            seed,
+            key,
+        } => {
+            let options = crate::simulator::SimOptions {
+                seed,
+                sources,
+                api_key: key,
+                ..Default::default()
+            };
+            crate::demo::simulate(listen, options, shutdown_signal()).await
         }
         Command::Run => Ok(crate::daemon::run_command(settings, shutdown_signal()).await?),
         Command::Check => Ok(crate::check::check_command(settings).await),

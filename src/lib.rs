@@ -9,6 +9,7 @@ pub mod cli;
 pub mod closebot;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod health;
 pub mod model;
 pub mod report;

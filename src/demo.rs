@@ -1,0 +1,162 @@
+//! `demo` and `simulate`: the bundled simulator on loopback, for trying closebot-sync
+//! without a CloseBot key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::closebot::Client;
+use crate::config::Settings;
+use crate::simulator::{MutationPlan, SimOptions, Simulator};
+use crate::store::Store;
+use crate::sync::{run_once, RunReport, SyncOptions};
+
+/// The demo's changes between its two syncs.
+const DEMO_CHANGES: MutationPlan = MutationPlan {
+    rename: 5,
+    flip_wallet: 4,
+    add_tag: 4,
+    rotate_token: 3,
+    reorder: 2,
+    delete: 3,
+    add: 6,
+};
+
+/// Settings that point at a simulator and a database, keeping the operator's others.
+fn pointed_at(
+    settings: &Settings,
+    base_url: &str,
+    key: &str,
+    db_url: String,
+) -> anyhow::Result<Settings> {
+    let mut s = settings.clone();
+    s.api.base_url = base_url.parse()?;
+    s.api.key = Some(SecretString::from(key.to_string()));
+    s.database.url = db_url;
+    Ok(s)
+}
+
+fn remove_database(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Starts the simulator, syncs into `db` (made anew), changes some sources, syncs again,
+/// and prints what changed and how to look at it.
+pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> anyhow::Result<u8> {
+    let options = SimOptions {
+        seed,
+        sources,
+        ..SimOptions::default()
+    };
+    let key = options.api_key.clone();
+    let sim = Simulator::new(options);
+    let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    remove_database(db)?;
+    let db_url = format!("sqlite://{}", db.display());
+    let s = pointed_at(settings, &server.base_url(), &key, db_url.clone())?;
+    println!(
+        "closebot-sync demo: a simulated CloseBot agency with {sources} sources at {}",
+        server.base_url()
+    );
+    println!("mirroring it into {}\n", db.display());
+
+    let store = Store::connect(&s.database.url, s.database.max_connections).await?;
+    store.migrate().await?;
+    let client = Client::new(&s.api, SecretString::from(key))?;
+    let once = || async {
+        let options = SyncOptions {
+            trigger: "demo".into(),
+            ..SyncOptions::default()
+        };
+        run_once(&s, &store, &client, &options, &CancellationToken::new()).await
+    };
+    let first: RunReport = once().await?;
+    println!("first sync:  {}", first.summary());
+    let changed = sim.mutate(seed.wrapping_add(1), &DEMO_CHANGES);
+    println!(
+        "\nthe simulator now renames {}, flips {} wallets, adds tags to {}, rotates {} access tokens, \
+         reorders the bots of {}, deletes {} and adds {} sources\n",
+        changed.renamed.len(),
+        changed.wallet_flipped.len(),
+        changed.tag_added.len(),
+        changed.token_rotated.len(),
+        changed.reordered.len(),
+        changed.deleted.len(),
+        changed.added.len()
+    );
+    let second = once().await?;
+    println!("second sync: {}\n", second.summary());
+
+    let mut c = store.acquire().await?;
+    #[derive(sqlx::FromRow)]
+    struct Change {
+        source_id: String,
+        change_type: String,
+        field_path: Option<String>,
+    }
+    let changes: Vec<Change> = c
+        .conn()
+        .fetch_all(
+            "SELECT source_id, change_type, field_path FROM source_changes WHERE run_id = $1 \
+             ORDER BY change_type, source_id, field_path",
+            vec![crate::model::Val::Int(second.run_id)],
+        )
+        .await?;
+    println!(
+        "what the second run recorded in source_changes ({} rows):",
+        changes.len()
+    );
+    for ch in &changes {
+        println!(
+            "  {:<9} {}  {}",
+            ch.change_type,
+            ch.source_id,
+            ch.field_path.as_deref().unwrap_or("")
+        );
+    }
+    let example = changed.renamed.first().cloned().unwrap_or_default();
+    let db_text = db.display();
+    println!(
+        "\nlook around (the database is plain SQLite; docs/schema.md explains every table):\n\
+         \n  sqlite3 {db_text} \"SELECT category, COUNT(*) FROM current_sources GROUP BY category\"\
+         \n  sqlite3 {db_text} \"SELECT field_path, old_value, new_value FROM source_changes WHERE change_type = 'updated'\"\
+         \n  CLOSEBOT_SYNC_DATABASE__URL={db_url} closebot-sync status\
+         \n  CLOSEBOT_SYNC_DATABASE__URL={db_url} closebot-sync history {example}\
+         \n  CLOSEBOT_SYNC_DATABASE__URL={db_url} closebot-sync export > listing.json\n\
+         \n(with cargo: cargo run --release -- status, and so on)"
+    );
+    store.close().await;
+    server.shutdown().await;
+    let ok = |r: &RunReport| r.status == crate::store::runs::RunStatus::Succeeded;
+    Ok(if ok(&first) && ok(&second) {
+        crate::cli::exit::OK
+    } else {
+        crate::cli::exit::FAILED
+    })
+}
+
+/// Serves the simulator until SIGINT or SIGTERM.
+pub async fn simulate(
+    listen: SocketAddr,
+    options: SimOptions,
+    stop: CancellationToken,
+) -> anyhow::Result<u8> {
+    let key = options.api_key.clone();
+    let sources = options.sources;
+    eprintln!(
+        "closebot-sync simulate: {sources} sources at http://{listen}/agency/source (key {key:?}); \
+         sync it with\n  CLOSEBOT_SYNC_API__BASE_URL=http://{listen} CLOSEBOT_SYNC_API__KEY={key} closebot-sync sync"
+    );
+    crate::simulator::serve_until(options, listen, async move { stop.cancelled().await }).await?;
+    Ok(crate::cli::exit::OK)
+}

@@ -8,3 +8,4 @@ mod faults;
 mod history;
 mod mirror;
 mod simulator_contract;
+mod soak;

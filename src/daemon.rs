@@ -54,13 +54,17 @@ fn closing_reserve(timeout: Duration) -> Duration {
 
 /// The job of each tick: one run, recorded as `trigger`, its summary sent as STATUS.
 fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
+    let pending = Arc::new(tokio::sync::Mutex::new(runs::Pending::default()));
     Arc::new(move |trigger, cancel| {
         let (settings, store, client) = (settings.clone(), store.clone(), client.clone());
+        let pending = pending.clone();
         Box::pin(async move {
             let options = SyncOptions {
                 trigger: trigger.as_str().to_string(),
                 ..SyncOptions::default()
             };
+            report_late_failures(&store, &mut *pending.lock().await).await;
+            let at = chrono::Utc::now();
             match run_once(&settings, &store, &client, &options, &cancel).await {
                 Ok(report) => {
                     notify(&[NotifyState::Status(&report.summary())]);
@@ -70,6 +74,11 @@ fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
                 Err(e) => {
                     let text = chain(&e);
                     tracing::error!(error = %text, "the run could not start; the next tick tries again");
+                    pending.lock().await.push(runs::Unrecorded {
+                        at,
+                        trigger: options.trigger.clone(),
+                        error: text.clone(),
+                    });
                     notify(&[NotifyState::Status(&format!(
                         "the last run could not start: {text}"
                     ))]);
@@ -78,6 +87,27 @@ fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
             }
         })
     })
+}
+
+/// Records the runs that could not start (database down or refusing writes) as `failed`
+/// rows, once the database takes writes again; until then they wait in memory.
+async fn report_late_failures(store: &Store, pending: &mut runs::Pending) {
+    if pending.is_empty() {
+        return;
+    }
+    let result = match store.acquire().await {
+        Ok(mut c) => pending.flush(&mut c.conn()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(n) => tracing::info!(
+            recorded = n,
+            "the database is back: recorded the runs that could not start"
+        ),
+        Err(e) => {
+            tracing::debug!(waiting = pending.len(), error = %chain(&e), "still cannot record the runs that could not start")
+        }
+    }
 }
 
 /// Marks rows left `running` by a dead process, if no other instance is syncing (its

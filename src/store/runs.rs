@@ -163,3 +163,70 @@ pub async fn last(conn: &mut Conn<'_>, n: u32) -> Result<Vec<RunRow>, StoreError
     .await
     .doing("reading the last runs")
 }
+
+/// Records a run that failed before it could write its own row (the database was down or
+/// refused writes), once the database takes writes again.
+pub async fn record_unrecorded(
+    conn: &mut Conn<'_>,
+    failure: &Unrecorded,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sync_runs (started_at, finished_at, status, trigger, pid, error) \
+         VALUES ($1, $2, 'failed', $3, $4, $5)",
+        vec![
+            Val::Time(Some(failure.at)),
+            Val::Time(Some(failure.at)),
+            Val::Text(Some(failure.trigger.clone())),
+            Val::Int(Some(i64::from(std::process::id()))),
+            Val::Text(Some(format!(
+                "the run could not start and is recorded late: {}",
+                failure.error
+            ))),
+        ],
+    )
+    .await
+    .doing("recording a run that could not start")?;
+    Ok(())
+}
+
+/// A run that failed before its row existed.
+#[derive(Debug, Clone)]
+pub struct Unrecorded {
+    pub at: DateTime<Utc>,
+    pub trigger: String,
+    pub error: String,
+}
+
+/// Failures waiting to be recorded; the oldest are dropped past `LIMIT` (the log has them).
+#[derive(Debug, Default)]
+pub struct Pending(Vec<Unrecorded>);
+
+impl Pending {
+    const LIMIT: usize = 100;
+
+    pub fn push(&mut self, failure: Unrecorded) {
+        if self.0.len() == Self::LIMIT {
+            self.0.remove(0);
+        }
+        self.0.push(failure);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Writes what it can, oldest first; keeps the rest for the next try.
+    pub async fn flush(&mut self, conn: &mut Conn<'_>) -> Result<usize, StoreError> {
+        let mut written = 0;
+        while let Some(first) = self.0.first() {
+            record_unrecorded(conn, first).await?;
+            self.0.remove(0);
+            written += 1;
+        }
+        Ok(written)
+    }
+}

@@ -445,3 +445,42 @@ async fn a_database_that_refuses_writes_fails_the_run_with_a_clear_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_run_that_could_not_start_is_recorded_once_the_database_takes_writes_again() {
+    use closebot_sync::store::runs::{Pending, Unrecorded};
+    for db in databases().await {
+        let (_sim, server) = simulator(sim_options(5, 73)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        let read_only = if db.backend == "sqlite" {
+            format!("{}?mode=ro", db.url)
+        } else {
+            format!("{}%20-c%20default_transaction_read_only%3Don", db.url)
+        };
+        let down = closebot_sync::store::Store::connect(&read_only, 2)
+            .await
+            .unwrap();
+        let mut pending = Pending::default();
+        pending.push(Unrecorded {
+            at: chrono::Utc::now(),
+            trigger: "schedule".into(),
+            error: "database error while connecting: refused".into(),
+        });
+        let mut c = down.acquire().await.unwrap();
+        assert!(pending.flush(&mut c.conn()).await.is_err());
+        assert_eq!(pending.len(), 1, "{}: kept for the next try", db.backend);
+        let mut c = m.store.acquire().await.unwrap();
+        assert_eq!(pending.flush(&mut c.conn()).await.unwrap(), 1);
+        assert!(pending.is_empty());
+        let rows = m.dump("SELECT status, trigger, error FROM sync_runs").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0]["status"].as_str(), rows[0]["trigger"].as_str()),
+            (Some("failed"), Some("schedule"))
+        );
+        assert!(rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("recorded late: database error while connecting"));
+    }
+}

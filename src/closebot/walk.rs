@@ -38,12 +38,15 @@ pub async fn walk<S: PageSink>(
 ) -> Result<Walk, S::Error> {
     let first = client.fetch_page(0).await?;
     let total = first.total;
-    // The server may clamp the page size; trust what it says it used.
-    let page_size = first
-        .page_size
-        .filter(|&s| s > 0)
-        .unwrap_or(u64::from(client.page_size()))
-        .min(u64::from(client.page_size()).max(1));
+    // The server may clamp the page size: trust what it says it used, or else what page 0
+    // held when it was short of a listing that has more.
+    let asked = u64::from(client.page_size()).max(1);
+    let held = (first.results.len() + first.unidentified) as u64;
+    let page_size = match first.page_size.filter(|&s| s > 0) {
+        Some(reported) => reported.min(asked),
+        None if held > 0 && held < asked && total > held => held,
+        None => asked,
+    };
     let planned = total.div_ceil(page_size).max(1);
     let mut walk = Walk {
         total,
@@ -52,8 +55,14 @@ pub async fn walk<S: PageSink>(
     };
     let mut problems: Vec<String> = Vec::new();
     let mut duplicates = 0u64;
-    let mut accept = |walk: &mut Walk, page: u32, reported_total: u64, results: &[RawSource]| {
+    let mut unidentified = 0u64;
+    let mut accept = |walk: &mut Walk,
+                      page: u32,
+                      reported_total: u64,
+                      results: &[RawSource],
+                      without_id: usize| {
         walk.pages += 1;
+        unidentified += without_id as u64;
         if reported_total != total {
             walk.steady = false;
             problems.push(format!(
@@ -61,7 +70,7 @@ pub async fn walk<S: PageSink>(
             ));
         }
         let last = u64::from(page) + 1 == planned;
-        if !last && (results.len() as u64) < page_size {
+        if !last && ((results.len() + without_id) as u64) < page_size {
             problems.push(format!(
                 "page {page} held {} sources where {page_size} were expected",
                 results.len()
@@ -73,7 +82,13 @@ pub async fn walk<S: PageSink>(
             }
         }
     };
-    accept(&mut walk, 0, first.total, &first.results);
+    accept(
+        &mut walk,
+        0,
+        first.total,
+        &first.results,
+        first.unidentified,
+    );
     sink.accept(0, first.results).await?;
 
     let mut rest = stream::iter(1..planned)
@@ -84,11 +99,23 @@ pub async fn walk<S: PageSink>(
         .buffer_unordered(concurrency.max(1));
     while let Some((page, result)) = rest.next().await {
         let fetched = result?;
-        accept(&mut walk, page, fetched.total, &fetched.results);
+        accept(
+            &mut walk,
+            page,
+            fetched.total,
+            &fetched.results,
+            fetched.unidentified,
+        );
         sink.accept(page, fetched.results).await?;
     }
     drop(rest);
 
+    if unidentified > 0 {
+        problems.push(format!(
+            "{unidentified} sources had no sourceId and cannot be mirrored (left out)"
+        ));
+        tracing::warn!(unidentified, "sources without a sourceId were left out");
+    }
     if duplicates > 0 {
         problems.push(format!(
             "{duplicates} sources appeared on more than one page (the listing's order moved)"

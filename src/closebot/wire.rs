@@ -14,6 +14,9 @@ pub struct Page {
     pub page_size: Option<u64>,
     /// `results`; a `null` results array is an empty page.
     pub results: Vec<RawSource>,
+    /// Results without a `sourceId` (null, missing or empty): they cannot be mirrored and
+    /// are left out, and the walk that met them cannot be shown complete.
+    pub unidentified: usize,
 }
 
 /// One source of a page: its id, the record exactly as sent, and the typed view of it.
@@ -39,8 +42,6 @@ pub enum PageError {
     WrongPage { asked: u32, got: i64 },
     #[error("result #{index} is not an object")]
     ResultNotObject { index: usize },
-    #[error("result #{index} has no sourceId (null or missing); a source without an id cannot be mirrored")]
-    NoSourceId { index: usize },
     #[error("source {source_id}: {problem}")]
     BadSource { source_id: String, problem: String },
 }
@@ -108,14 +109,17 @@ pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
         }
     };
     let mut sources = Vec::with_capacity(results.len());
+    let mut unidentified = 0;
     for (index, item) in results.into_iter().enumerate() {
         let Value::Object(obj) = &item else {
             return Err(PageError::ResultNotObject { index });
         };
         let source_id = match obj.get("sourceId") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Null) | None => return Err(PageError::NoSourceId { index }),
-            Some(Value::String(_)) => return Err(PageError::NoSourceId { index }),
+            Some(Value::Null) | Some(Value::String(_)) | None => {
+                unidentified += 1;
+                continue;
+            }
             Some(other) => {
                 return Err(PageError::BadSource {
                     source_id: format!("#{index}"),
@@ -137,6 +141,7 @@ pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
         total,
         page_size,
         results: sources,
+        unidentified,
     })
 }
 
@@ -332,6 +337,14 @@ mod tests {
             .to_string();
         assert!(e.contains("s1") && e.contains("accessToken"), "{e}");
         assert!(!e.contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn a_result_without_a_source_id_is_counted_not_mirrored() {
+        let body = json!({"total": 3, "page": 0, "results": [{"sourceId": null}, {"name": "x"}, {"sourceId": "s1"}]});
+        let page = parse_page(body.to_string().as_bytes(), 0).unwrap();
+        assert_eq!((page.results.len(), page.unidentified), (1, 2));
+        assert_eq!(page.results[0].id, "s1");
     }
 
     #[test]

@@ -484,3 +484,62 @@ async fn a_run_that_could_not_start_is_recorded_once_the_database_takes_writes_a
             .contains("recorded late: database error while connecting"));
     }
 }
+
+#[tokio::test]
+async fn a_source_without_an_id_is_left_out_loudly_and_the_run_deletes_nothing() {
+    let (sim, server) = simulator(sim_options(80, 97)).await;
+    let db = crate::common::sqlite();
+    let m = Mirror::new(settings(
+        &server.base_url(),
+        &db,
+        &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "1")],
+    ))
+    .await;
+    assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+    sim.edit(|l| {
+        l[10]["sourceId"] = serde_json::Value::Null;
+        l.remove(20);
+    });
+    let report = m.sync().await;
+    assert_eq!(report.status, RunStatus::Partial);
+    assert!(report.notes.unwrap().contains("1 sources had no sourceId"));
+    assert_eq!(
+        m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+            .await,
+        0
+    );
+}
+
+/// A server that serves pages of 50 and does not say so (no `pageSize` in the body).
+#[tokio::test]
+async fn a_server_that_clamps_the_page_size_silently_is_still_walked_completely() {
+    use axum::extract::Query;
+    use axum::routing::get;
+    use std::collections::HashMap;
+    let (sim, _server) = simulator(sim_options(120, 101)).await;
+    let listing = std::sync::Arc::new(sim.listing());
+    let data = listing.clone();
+    let app = axum::Router::new().route(
+        "/agency/source",
+        get(move |Query(q): Query<HashMap<String, String>>| {
+            let data = data.clone();
+            async move {
+                let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+                let results: Vec<serde_json::Value> =
+                    data.iter().skip(page * 50).take(50).cloned().collect();
+                axum::Json(
+                    serde_json::json!({"total": data.len(), "page": page, "results": results}),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let db = crate::common::sqlite();
+    let m = Mirror::new(settings(&format!("http://{addr}"), &db, &[])).await;
+    let report = m.sync().await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.notes);
+    assert_eq!(report.counts.pages, 3);
+    assert_mirrors(&m, &listing).await;
+}

@@ -410,11 +410,7 @@ async fn a_database_that_refuses_writes_fails_the_run_with_a_clear_error() {
         let (_sim, server) = simulator(sim_options(20, 71)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-        let read_only = if db.backend == "sqlite" {
-            format!("{}?mode=ro", db.url)
-        } else {
-            format!("{}%20-c%20default_transaction_read_only%3Don", db.url)
-        };
+        let read_only = db.read_only_url();
         let ro = settings(
             &server.base_url(),
             &db,
@@ -452,11 +448,7 @@ async fn a_run_that_could_not_start_is_recorded_once_the_database_takes_writes_a
     for db in databases().await {
         let (_sim, server) = simulator(sim_options(5, 73)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
-        let read_only = if db.backend == "sqlite" {
-            format!("{}?mode=ro", db.url)
-        } else {
-            format!("{}%20-c%20default_transaction_read_only%3Don", db.url)
-        };
+        let read_only = db.read_only_url();
         let down = closebot_sync::store::Store::connect(&read_only, 2)
             .await
             .unwrap();

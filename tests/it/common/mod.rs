@@ -50,6 +50,17 @@ impl Drop for Db {
     }
 }
 
+impl Db {
+    /// The same database, opened so that every write fails (a database refusing writes).
+    pub fn read_only_url(&self) -> String {
+        if self.backend == "sqlite" {
+            format!("{}?mode=ro", self.url)
+        } else {
+            format!("{}%20-c%20default_transaction_read_only%3Don", self.url)
+        }
+    }
+}
+
 static SKIP_NOTE: Once = Once::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

@@ -251,22 +251,47 @@ async fn malformed_pages_fail_the_run_naming_the_page_and_the_problem() {
 
 #[tokio::test]
 async fn a_bad_source_record_fails_the_run_and_names_its_source_id() {
-    let (sim, server) = simulator(sim_options(120, 53)).await;
-    let db = crate::common::sqlite();
-    let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
-    let mut id = String::new();
-    sim.edit(|l| {
-        id = l[5]["sourceId"].as_str().unwrap().to_string();
-        l[5]["wallet"] = serde_json::json!({"topUpAmount": "a lot"});
-    });
-    let report = m.sync().await;
-    assert_eq!(report.status, RunStatus::Failed);
-    let error = report.error.unwrap();
-    assert!(
-        error.contains(&id) && error.contains("wallet.topUpAmount") && error.contains("page 0"),
-        "{error}"
-    );
-    assert_eq!(m.count("SELECT COUNT(*) AS n FROM sources").await, 0);
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(120, 53)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        let mut id = String::new();
+        sim.edit(|l| {
+            id = l[5]["sourceId"].as_str().unwrap().to_string();
+            l[5]["wallet"] = serde_json::json!({"topUpAmount": "a lot"});
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Failed);
+        let error = report.error.unwrap();
+        assert!(
+            error.contains(&id) && error.contains("wallet.topUpAmount") && error.contains("page 0"),
+            "{error}"
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources").await,
+            0,
+            "{}",
+            m.backend()
+        );
+        // A date no column can hold fails the same way, naming the field.
+        sim.edit(|l| {
+            l[5]["wallet"] = serde_json::Value::Null;
+            l[7]["doNotRespondWindows"] =
+                serde_json::json!([{"start": "soon", "end": "2024-05-01T10:00:00Z"}]);
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Failed);
+        let error = report.error.unwrap();
+        assert!(
+            error.contains("doNotRespondWindows[0].start") && error.contains("\"soon\""),
+            "{error}"
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources").await,
+            0,
+            "{}",
+            m.backend()
+        );
+    }
 }
 
 #[tokio::test]
@@ -479,27 +504,28 @@ async fn a_run_that_could_not_start_is_recorded_once_the_database_takes_writes_a
 
 #[tokio::test]
 async fn a_source_without_an_id_is_left_out_loudly_and_the_run_deletes_nothing() {
-    let (sim, server) = simulator(sim_options(80, 97)).await;
-    let db = crate::common::sqlite();
-    let m = Mirror::new(settings(
-        &server.base_url(),
-        &db,
-        &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "1")],
-    ))
-    .await;
-    assert_eq!(m.sync().await.status, RunStatus::Succeeded);
-    sim.edit(|l| {
-        l[10]["sourceId"] = serde_json::Value::Null;
-        l.remove(20);
-    });
-    let report = m.sync().await;
-    assert_eq!(report.status, RunStatus::Partial);
-    assert!(report.notes.unwrap().contains("1 sources had no sourceId"));
-    assert_eq!(
-        m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
-            .await,
-        0
-    );
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(80, 97)).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "1")],
+        ))
+        .await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        sim.edit(|l| {
+            l[10]["sourceId"] = serde_json::Value::Null;
+            l.remove(20);
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Partial, "{}", m.backend());
+        assert!(report.notes.unwrap().contains("1 sources had no sourceId"));
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+                .await,
+            0
+        );
+    }
 }
 
 /// A server that serves pages of 50 and does not say so (no `pageSize` in the body).

@@ -40,9 +40,12 @@ pub struct Cli {
 pub enum Command {
     /// Run one sync now; the exit code says how it went (0 succeeded, 3 partial, 1 failed).
     Sync {
-        /// Walk and compare, print what would change, write nothing.
+        /// Walk and compare, print what would change, write nothing (not even the run's row).
         #[arg(long)]
         dry_run: bool,
+        /// Print the run's report as one JSON object instead of the summary line.
+        #[arg(long)]
+        json: bool,
         /// Accept, this once, a walk that would mark more than sync.max_delete_fraction deleted.
         #[arg(long)]
         allow_mass_delete: bool,
@@ -93,6 +96,28 @@ pub enum Command {
         #[arg(long, default_value = "sim-key")]
         key: String,
     },
+    /// Measure: sync the bundled simulator at each size into SQLite (and PostgreSQL with
+    /// --postgres), each run in a child process; print a Markdown table and the targets
+    /// (exit 0 when all are met, 1 when one is missed).
+    Bench {
+        /// Listing sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sources: Vec<usize>,
+        /// A PostgreSQL URL to measure on too; the benchmark works in a schema of its own and
+        /// drops it after.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Runs that leave the database as it was (no-op, dry runs) are repeated this often
+        /// and the median counts.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Folder for the SQLite files (default: a new one in the temp folder, removed after).
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// Latency per request of the latency-hiding run, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+    },
     /// Show the last runs.
     Status {
         /// How many runs to show.
@@ -131,6 +156,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
     match command {
         Command::Sync {
             dry_run,
+            json,
             allow_mass_delete,
         } => {
             let options = SyncOptions {
@@ -138,7 +164,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
                 dry_run,
                 allow_mass_delete,
             };
-            sync_command(settings, &options).await
+            sync_command(settings, &options, json).await
         }
         Command::Migrate => {
             let store = connect(settings).await?;
@@ -199,6 +225,23 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             };
             crate::demo::simulate(listen, options, shutdown_signal()).await
         }
+        Command::Bench {
+            sources,
+            postgres,
+            repeat,
+            dir,
+            latency_ms,
+        } => {
+            let options = crate::bench::BenchOptions {
+                sizes: sources,
+                postgres,
+                repeat,
+                dir,
+                latency: std::time::Duration::from_millis(latency_ms),
+                seed: 1,
+            };
+            crate::bench::bench(&options).await
+        }
         Command::Run => Ok(crate::daemon::run_command(settings, shutdown_signal()).await?),
         Command::Check => Ok(crate::check::check_command(settings).await),
     }
@@ -215,6 +258,28 @@ pub async fn ready_store(settings: &Settings) -> anyhow::Result<Store> {
     let pending = store.pending_migrations().await?;
     if pending > 0 {
         anyhow::bail!(crate::store::StoreError::Outdated { pending });
+    }
+    Ok(store)
+}
+
+/// The database for a dry run: it must exist and be migrated (the dry run creates nothing).
+async fn dry_run_store(settings: &Settings) -> anyhow::Result<Store> {
+    let url = &settings.database.url;
+    if let Some(path) = crate::store::sqlite_path(url) {
+        if !path.exists() {
+            anyhow::bail!(
+                "there is no database at {} yet, and a dry run creates nothing: run `closebot-sync migrate` \
+                 first (it creates the empty tables), then the dry run shows what a first sync would write",
+                path.display()
+            );
+        }
+    }
+    let store = connect(settings).await?;
+    if store.pending_migrations().await? > 0 {
+        anyhow::bail!(
+            "the database schema is not the one this binary writes, and a dry run changes nothing: \
+             run `closebot-sync migrate` first"
+        );
     }
     Ok(store)
 }
@@ -245,10 +310,20 @@ pub fn shutdown_signal() -> CancellationToken {
 }
 
 /// `sync`: migrate, run once, print the summary, exit by the run's status.
-pub async fn sync_command(settings: &Settings, options: &SyncOptions) -> anyhow::Result<u8> {
+pub async fn sync_command(
+    settings: &Settings,
+    options: &SyncOptions,
+    json: bool,
+) -> anyhow::Result<u8> {
     let key = settings.api.require_key()?.clone();
-    let store = connect(settings).await?;
-    store.migrate().await?;
+    let store = if options.dry_run {
+        // A dry run writes nothing, not even the schema: it compares against the tables.
+        dry_run_store(settings).await?
+    } else {
+        let store = connect(settings).await?;
+        store.migrate().await?;
+        store
+    };
     let client = Client::new(&settings.api, key)?;
     let cancel = shutdown_signal();
     let report = match sync::run_once(settings, &store, &client, options, &cancel).await {
@@ -259,7 +334,12 @@ pub async fn sync_command(settings: &Settings, options: &SyncOptions) -> anyhow:
         }
         Err(e) => return Err(e.into()),
     };
-    println!("{}", report.summary());
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.summary());
+        print!("{}", report.preview_text(10));
+    }
     store.close().await;
     Ok(match report.status {
         RunStatus::Succeeded => exit::OK,

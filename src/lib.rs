@@ -4,6 +4,7 @@
 //! [`config`] → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
 //! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod closebot;

@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use crate::closebot::{walk, ApiError, Client, PageSink, RawSource};
 use crate::config::Settings;
-use crate::model::prepare;
-use crate::store::apply::Applier;
+use crate::model::{prepare, Prepared};
+use crate::store::apply::{Applier, Preview, PREVIEW_MAX};
 use crate::store::runs::{self, RunCounts, RunStatus};
 use crate::store::{Store, StoreError};
 
@@ -66,6 +66,11 @@ pub struct RunReport {
     /// The error of a failed or aborted run, with its causes.
     pub error: Option<String>,
     pub duration: Duration,
+    /// Rows inserted, updated or deleted, the run's own row included; for a failed run,
+    /// what it wrote before it was rolled back.
+    pub rows_written: u64,
+    /// For a dry run: the first sources (by id) it would create, update, restore, delete.
+    pub preview: Option<Preview>,
 }
 
 impl RunReport {
@@ -91,6 +96,68 @@ impl RunReport {
     }
 }
 
+impl RunReport {
+    /// What a dry run would do, a line per kind of change, naming the first few sources.
+    pub fn preview_text(&self, shown: usize) -> String {
+        let Some(p) = &self.preview else {
+            return String::new();
+        };
+        let c = &self.counts;
+        let mut text = String::new();
+        for (verb, n, ids) in [
+            ("create", c.created, &p.created),
+            ("update", c.updated, &p.updated),
+            ("restore", c.restored, &p.restored),
+            ("mark deleted", c.deleted, &p.deleted),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            let noun = if n == 1 { "source" } else { "sources" };
+            let list: Vec<&str> = ids.iter().take(shown).map(String::as_str).collect();
+            let which = if (list.len() as u64) < n {
+                format!("the first {} by id", list.len())
+            } else {
+                "".to_string()
+            };
+            text.push_str(&format!("would {verb} {n} {noun}"));
+            if !which.is_empty() {
+                text.push_str(&format!(" ({which})"));
+            }
+            text.push_str(&format!(": {}\n", list.join(", ")));
+        }
+        if text.is_empty() {
+            text.push_str("nothing would change\n");
+        }
+        text
+    }
+
+    /// The report as one JSON object (`sync --json`), with the process's peak resident
+    /// memory where the system tells it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "run_id": self.run_id,
+            "dry_run": self.run_id.is_none(),
+            "status": self.status.as_str(),
+            "duration_seconds": self.duration.as_secs_f64(),
+            "counts": self.counts,
+            "rows_written": self.rows_written,
+            "notes": self.notes,
+            "error": self.error,
+            "would": self.preview,
+            "peak_rss_bytes": peak_rss_bytes(),
+        })
+    }
+}
+
+/// This process's peak resident set size (`VmHWM`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Every cause of an error, joined, so one log line or one table cell tells the whole story.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -114,21 +181,31 @@ struct Sink<'a> {
 
 impl PageSink for Sink<'_> {
     type Error = SyncError;
+    type Page = Vec<Prepared>;
 
-    async fn accept(&mut self, page: u32, sources: Vec<RawSource>) -> Result<(), SyncError> {
+    fn preparer(
+        &self,
+    ) -> impl Fn(u32, Vec<RawSource>) -> Result<Vec<Prepared>, SyncError> + Clone + Send + Sync + 'static
+    {
+        let store_credentials = self.store_credentials;
+        move |page, sources| {
+            sources
+                .into_iter()
+                .map(|raw| {
+                    let source_id = raw.id.clone();
+                    prepare(raw, store_credentials).map_err(|problem| SyncError::BadSource {
+                        page,
+                        source_id,
+                        problem,
+                    })
+                })
+                .collect()
+        }
+    }
+
+    async fn accept(&mut self, _page: u32, prepared: Vec<Prepared>) -> Result<(), SyncError> {
         if self.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
-        }
-        let mut prepared = Vec::with_capacity(sources.len());
-        for raw in sources {
-            let source_id = raw.id.clone();
-            prepared.push(prepare(raw, self.store_credentials).map_err(|problem| {
-                SyncError::BadSource {
-                    page,
-                    source_id,
-                    problem,
-                }
-            })?);
         }
         self.applier.apply(prepared).await?;
         Ok(())
@@ -170,6 +247,8 @@ pub async fn run_once(
         client.counters.retries.load(Ordering::Relaxed),
     );
     let mut counts = RunCounts::default();
+    let mut rows_written = 0;
+    let mut preview = None;
     let outcome = async {
         let tx = store.begin().await?;
         let mut applier = Applier::new(tx, run_id.unwrap_or(0), at, options.dry_run);
@@ -180,6 +259,10 @@ pub async fn run_once(
         counts.http_requests = client.counters.requests.load(Ordering::Relaxed) - before.0;
         counts.retries = client.counters.retries.load(Ordering::Relaxed) - before.1;
         let applied = applier.counts();
+        rows_written = applied.rows_written;
+        if options.dry_run {
+            preview = Some(applier.preview(PREVIEW_MAX));
+        }
         (
             counts.created,
             counts.updated,
@@ -232,6 +315,9 @@ pub async fn run_once(
         run_id,
         status,
         counts,
+        // The run row, which every real run writes.
+        rows_written: rows_written + u64::from(run_id.is_some()),
+        preview,
         notes,
         error,
         duration: started.elapsed(),
@@ -260,7 +346,7 @@ async fn walk_and_apply(
             store_credentials: settings.sync.store_credentials,
             cancel,
         };
-        let w = walk(client, settings.api.concurrency, &mut sink).await?;
+        let w = walk(client, &mut sink).await?;
         counts.walks += 1;
         counts.pages += u64::from(w.pages);
         counts.api_total = Some(w.total);
@@ -320,5 +406,7 @@ async fn walk_and_apply(
     if cancel.is_cancelled() {
         return Err(SyncError::Cancelled);
     }
+    // `missing` sent the pending writes already; this states the rule for the commit.
+    applier.flush().await?;
     Ok((status, note))
 }

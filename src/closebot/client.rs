@@ -8,6 +8,7 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 
 use super::wire::{parse_page, Page, PageError};
 use crate::config::ApiSettings;
@@ -61,6 +62,11 @@ pub struct Client {
     page_size: u32,
     max_retries: u32,
     max_retry_wait: Duration,
+    /// At most `api.concurrency` requests in flight, across every task that shares this
+    /// client. A permit covers a request and the reading of its body, not the parsing,
+    /// so that the CPU work on one page overlaps the wait for the next.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     pub counters: Arc<Counters>,
 }
 
@@ -97,12 +103,19 @@ impl Client {
             page_size: api.page_size,
             max_retries: api.max_retries,
             max_retry_wait: api.max_retry_wait,
+            in_flight: Arc::new(Semaphore::new(api.concurrency.max(1))),
+            max_in_flight: api.concurrency.max(1),
             counters: Arc::default(),
         })
     }
 
     pub fn page_size(&self) -> u32 {
         self.page_size
+    }
+
+    /// How many requests this client has in flight at most.
+    pub fn concurrency(&self) -> usize {
+        self.max_in_flight
     }
 
     /// Fetches one page (0-based), retrying what a retry can help.
@@ -137,6 +150,11 @@ impl Client {
     }
 
     async fn attempt(&self, page: u32, page_size: u32) -> Result<Attempt, ApiError> {
+        let permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("the client never closes its semaphore");
         // `forceTokenRefresh` is never sent: it refreshes every returned source's CRM token.
         let request = self
             .http
@@ -172,6 +190,7 @@ impl Client {
                 })
             }
         };
+        drop(permit);
         if status.is_success() {
             return parse_page(&body, page)
                 .map(Attempt::Done)

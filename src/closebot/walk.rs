@@ -7,13 +7,72 @@ use std::collections::HashSet;
 use futures::stream::{self, StreamExt};
 
 use super::client::{ApiError, Client};
+use tokio_util::task::AbortOnDropHandle;
+
 use super::wire::RawSource;
 
 /// Receives each page's sources as it arrives (the run applies them).
+///
+/// A page is fetched, parsed and handed to the sink's `preparer` in a task of its own, on
+/// whichever of the runtime's threads is free, so that the CPU work of turning JSON into
+/// rows runs beside the apply of the pages before it; `accept` then takes the pages one at
+/// a time, in the order they finished.
 #[allow(async_fn_in_trait)]
 pub trait PageSink {
-    type Error: From<ApiError>;
-    async fn accept(&mut self, page: u32, sources: Vec<RawSource>) -> Result<(), Self::Error>;
+    type Error: From<ApiError> + Send + 'static;
+    /// A page as `accept` takes it.
+    type Page: Send + 'static;
+    /// Turns a page's sources into what `accept` takes; runs in the page's task.
+    fn preparer(
+        &self,
+    ) -> impl Fn(u32, Vec<RawSource>) -> Result<Self::Page, Self::Error> + Clone + Send + Sync + 'static;
+    async fn accept(&mut self, page: u32, prepared: Self::Page) -> Result<(), Self::Error>;
+}
+
+/// What the walk keeps of a page once its sources went to the sink.
+struct Fetched<P> {
+    page: u32,
+    total: u64,
+    /// The page size the server reported, if it did.
+    page_size: Option<u64>,
+    ids: Vec<String>,
+    unidentified: usize,
+    prepared: P,
+}
+
+/// Fetches and prepares one page in a task of its own; dropping the handle aborts it (a
+/// failed walk leaves nothing running).
+fn spawn_page<S: PageSink>(
+    client: &Client,
+    prepare: &(impl Fn(u32, Vec<RawSource>) -> Result<S::Page, S::Error>
+          + Clone
+          + Send
+          + Sync
+          + 'static),
+    page: u32,
+) -> AbortOnDropHandle<Result<Fetched<S::Page>, S::Error>> {
+    let (client, prepare) = (client.clone(), prepare.clone());
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let fetched = client.fetch_page(page).await?;
+        let ids = fetched.results.iter().map(|s| s.id.clone()).collect();
+        Ok(Fetched {
+            page,
+            total: fetched.total,
+            page_size: fetched.page_size,
+            ids,
+            unidentified: fetched.unidentified,
+            prepared: prepare(page, fetched.results)?,
+        })
+    }))
+}
+
+/// The page task's outcome; a panic in it is the walk's panic.
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a page task was cancelled while the walk awaited it: {e}"),
+    }
 }
 
 /// What one pass over the listing saw.
@@ -30,18 +89,17 @@ pub struct Walk {
     pub incomplete: Option<String>,
 }
 
-/// Walks the listing once, with up to `concurrency` requests in flight after page 0.
-pub async fn walk<S: PageSink>(
-    client: &Client,
-    concurrency: usize,
-    sink: &mut S,
-) -> Result<Walk, S::Error> {
-    let first = client.fetch_page(0).await?;
+/// Walks the listing once. After page 0, the client keeps up to `api.concurrency`
+/// requests in flight; twice as many pages may be under way, the others being parsed and
+/// prepared or waiting for the sink, so that no request waits for the CPU work on a page.
+pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S::Error> {
+    let prepare = sink.preparer();
+    let first = joined(spawn_page::<S>(client, &prepare, 0).await)?;
     let total = first.total;
     // The server may clamp the page size: trust what it says it used, or else what page 0
     // held when it was short of a listing that has more.
     let asked = u64::from(client.page_size()).max(1);
-    let held = (first.results.len() + first.unidentified) as u64;
+    let held = (first.ids.len() + first.unidentified) as u64;
     let page_size = match first.page_size.filter(|&s| s > 0) {
         Some(reported) => reported.min(asked),
         None if held > 0 && held < asked && total > held => held,
@@ -56,57 +114,40 @@ pub async fn walk<S: PageSink>(
     let mut problems: Vec<String> = Vec::new();
     let mut duplicates = 0u64;
     let mut unidentified = 0u64;
-    let mut accept = |walk: &mut Walk,
-                      page: u32,
-                      reported_total: u64,
-                      results: &[RawSource],
-                      without_id: usize| {
+    let mut account = |walk: &mut Walk, f: &Fetched<S::Page>| {
+        let (page, without_id) = (f.page, f.unidentified);
         walk.pages += 1;
         unidentified += without_id as u64;
-        if reported_total != total {
+        if f.total != total {
             walk.steady = false;
             problems.push(format!(
-                "the listing's total changed from {total} to {reported_total} while it was paged (page {page})"
+                "the listing's total changed from {total} to {} while it was paged (page {page})",
+                f.total
             ));
         }
         let last = u64::from(page) + 1 == planned;
-        if !last && ((results.len() + without_id) as u64) < page_size {
+        if !last && ((f.ids.len() + without_id) as u64) < page_size {
             problems.push(format!(
                 "page {page} held {} sources where {page_size} were expected",
-                results.len()
+                f.ids.len()
             ));
         }
-        for source in results {
-            if !walk.seen.insert(source.id.clone()) {
+        for id in &f.ids {
+            if !walk.seen.insert(id.clone()) {
                 duplicates += 1;
             }
         }
     };
-    accept(
-        &mut walk,
-        0,
-        first.total,
-        &first.results,
-        first.unidentified,
-    );
-    sink.accept(0, first.results).await?;
+    account(&mut walk, &first);
+    sink.accept(0, first.prepared).await?;
 
     let mut rest = stream::iter(1..planned)
-        .map(|page| {
-            let page = page as u32;
-            async move { (page, client.fetch_page(page).await) }
-        })
-        .buffer_unordered(concurrency.max(1));
-    while let Some((page, result)) = rest.next().await {
-        let fetched = result?;
-        accept(
-            &mut walk,
-            page,
-            fetched.total,
-            &fetched.results,
-            fetched.unidentified,
-        );
-        sink.accept(page, fetched.results).await?;
+        .map(|page| spawn_page::<S>(client, &prepare, page as u32))
+        .buffer_unordered(2 * client.concurrency());
+    while let Some(result) = rest.next().await {
+        let fetched = joined(result)?;
+        account(&mut walk, &fetched);
+        sink.accept(fetched.page, fetched.prepared).await?;
     }
     drop(rest);
 

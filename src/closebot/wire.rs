@@ -262,6 +262,11 @@ pub struct Wallet {
 impl Source {
     /// Reads a raw record; the error names the field path and what was found there.
     pub fn from_value(value: &Value) -> Result<Source, String> {
+        // The plain deserializer first; only a record that fails it is read again with
+        // the path tracking that names the field (which costs a third more on every record).
+        if let Ok(source) = Source::deserialize(value) {
+            return Ok(source);
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             if path == "key" || path == "accessToken" {

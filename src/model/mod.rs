@@ -5,7 +5,6 @@ pub mod diff;
 pub mod record;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use crate::closebot::wire::{RawSource, Source};
 pub use record::{fingerprint, parse_time, redact, SECRET_FIELDS};
@@ -170,9 +169,9 @@ const SCRIPT_DOMAINS: usize = 10;
 #[derive(Debug)]
 pub struct Prepared {
     pub id: String,
-    /// The redacted record: as the API sent it, `key` and `accessToken` replaced by fingerprints.
-    pub record: Value,
-    /// [`Prepared::record`] serialized, in the API's field order.
+    /// The redacted record (as the API sent it, `key` and `accessToken` replaced by
+    /// fingerprints) serialized, in the API's field order. The parsed form is dropped here,
+    /// in the page's task: the apply parses it again only for a source that changed.
     pub record_json: String,
     /// SHA-256 of the record in canonical form (keys sorted): equal hashes, equal content.
     pub hash: String,
@@ -375,9 +374,9 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
     {
         children[SCRIPT_DOMAINS].push(vec![sid(), int(p), text(domain)]);
     }
+    drop(record);
     Ok(Prepared {
         id,
-        record,
         record_json,
         hash,
         source_row,

@@ -45,6 +45,9 @@ const CHANGE_COLUMNS: [&str; 7] = [
     "changed_at",
 ];
 
+/// The most ids of one kind a preview keeps.
+pub const PREVIEW_MAX: usize = 100;
+
 /// What a run did to one source (the first thing counts; a later change in the same run
 /// turns `Unchanged` into `Updated`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,17 @@ pub struct Applied {
     pub unchanged: u64,
     pub restored: u64,
     pub deleted: u64,
+    /// Rows inserted, updated or deleted (the run row not included).
+    pub rows_written: u64,
+}
+
+/// The first sources by id of each kind of change, for a dry run's printout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Preview {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub restored: Vec<String>,
+    pub deleted: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -84,6 +98,24 @@ struct Id {
     source_id: String,
 }
 
+/// Writes of new and changed sources not yet sent, so that the statements are few and
+/// large: several pages' worth go out at once.
+#[derive(Default)]
+struct Pending {
+    written: Vec<(Prepared, i64)>,
+    replaced: Vec<String>,
+    close: Vec<String>,
+    changes: Vec<Row>,
+    /// Every source id above.
+    ids: HashSet<String>,
+    /// Child rows held.
+    rows: usize,
+}
+
+/// Pending writes go out once they hold this many rows of child tables (or at the end of
+/// the walk, or before a page that lists a pending source again).
+const FLUSH_ROWS: usize = 10_000;
+
 /// The run's transaction and what it has applied so far.
 pub struct Applier {
     tx: Tx,
@@ -94,6 +126,10 @@ pub struct Applier {
     /// Sources whose open version this run opened (a later change in the run edits it).
     opened: HashSet<String>,
     deleted: u64,
+    /// The first ids (by id) of the sources marked deleted, for [`Applier::preview`].
+    deleted_first: Vec<String>,
+    written: u64,
+    pending: Pending,
 }
 
 fn text(s: &str) -> Val {
@@ -116,12 +152,16 @@ impl Applier {
             outcomes: HashMap::new(),
             opened: HashSet::new(),
             deleted: 0,
+            deleted_first: Vec::new(),
+            written: 0,
+            pending: Pending::default(),
         }
     }
 
     pub fn counts(&self) -> Applied {
         let mut a = Applied {
             deleted: self.deleted,
+            rows_written: self.written,
             ..Applied::default()
         };
         for o in self.outcomes.values() {
@@ -133,6 +173,29 @@ impl Applier {
             }
         }
         a
+    }
+
+    /// Up to `n` sources of each kind of change, the first by id.
+    pub fn preview(&self, n: usize) -> Preview {
+        let first = |kind: Outcome| {
+            let mut ids: Vec<String> = self
+                .outcomes
+                .iter()
+                .filter(|(_, o)| **o == kind)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.sort_unstable();
+            ids.truncate(n);
+            ids
+        };
+        let mut deleted = self.deleted_first.clone();
+        deleted.truncate(n);
+        Preview {
+            created: first(Outcome::Created),
+            updated: first(Outcome::Updated),
+            restored: first(Outcome::Restored),
+            deleted,
+        }
     }
 
     fn time(&self) -> Val {
@@ -149,6 +212,11 @@ impl Applier {
         let mut by_id: HashMap<String, Prepared> = HashMap::with_capacity(batch.len());
         for p in batch {
             by_id.insert(p.id.clone(), p);
+        }
+        // The stored hashes read below must include what this run decided for a source
+        // that an earlier page listed too.
+        if by_id.keys().any(|id| self.pending.ids.contains(id)) {
+            self.flush().await?;
         }
         let ids: Vec<String> = by_id.keys().cloned().collect();
         let mut conn = self.tx.conn();
@@ -212,10 +280,14 @@ impl Applier {
                 self.outcomes.entry(id).or_insert(Outcome::Unchanged);
                 continue;
             }
-            let fields = old_records
-                .get(&id)
-                .map(|old| diff(old, &prep.record))
-                .unwrap_or_default();
+            let fields = match old_records.get(&id) {
+                Some(old) => {
+                    let new: serde_json::Value = serde_json::from_str(&prep.record_json)
+                        .expect("a record this run serialized parses");
+                    diff(old, &new)
+                }
+                None => Vec::new(),
+            };
             for f in &fields {
                 changes.push(self.change(&id, "updated", Some(f)));
             }
@@ -243,6 +315,36 @@ impl Applier {
         if self.dry_run || written.is_empty() {
             return Ok(());
         }
+        let p = &mut self.pending;
+        p.ids
+            .extend(written.iter().map(|(prep, _)| prep.id.clone()));
+        p.rows += written
+            .iter()
+            .map(|(prep, _)| prep.children.iter().map(Vec::len).sum::<usize>() + 1)
+            .sum::<usize>();
+        p.written.extend(written);
+        p.replaced.extend(replaced);
+        p.close.extend(close);
+        p.changes.extend(changes);
+        if p.rows >= FLUSH_ROWS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the pending writes. The run calls it before it looks for missing sources and
+    /// before it commits.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        let Pending {
+            written,
+            replaced,
+            close,
+            changes,
+            ..
+        } = std::mem::take(&mut self.pending);
+        if written.is_empty() {
+            return Ok(());
+        }
         self.write(written, &replaced, &close, changes).await
     }
 
@@ -268,13 +370,14 @@ impl Applier {
         let (at, run) = (self.time(), self.run());
         let mut conn = self.tx.conn();
         for table in &CHILD_TABLES {
-            conn.for_ids(
-                &format!("DELETE FROM {} WHERE source_id IN ({{ids}})", table.name),
-                vec![],
-                replaced,
-            )
-            .await
-            .doing("removing the child rows of changed sources")?;
+            self.written += conn
+                .for_ids(
+                    &format!("DELETE FROM {} WHERE source_id IN ({{ids}})", table.name),
+                    vec![],
+                    replaced,
+                )
+                .await
+                .doing("removing the child rows of changed sources")?;
         }
         let mut source_rows = Vec::with_capacity(written.len());
         let mut version_rows = Vec::with_capacity(written.len());
@@ -328,19 +431,21 @@ impl Applier {
             .filter(|c| !matches!(**c, "source_id" | "first_seen_at" | "first_seen_run_id"))
             .map(|c| format!("{c} = excluded.{c}"))
             .collect();
-        conn.insert_rows(
-            SOURCES.name,
-            &columns,
-            source_rows,
-            &format!(
-                "ON CONFLICT (source_id) DO UPDATE SET {}",
-                updates.join(", ")
-            ),
-        )
-        .await
-        .doing("writing sources")?;
+        self.written += conn
+            .insert_rows(
+                SOURCES.name,
+                &columns,
+                source_rows,
+                &format!(
+                    "ON CONFLICT (source_id) DO UPDATE SET {}",
+                    updates.join(", ")
+                ),
+            )
+            .await
+            .doing("writing sources")?;
         for (table, rows) in CHILD_TABLES.iter().zip(child_rows) {
-            conn.insert_rows(table.name, table.columns, rows, "")
+            self.written += conn
+                .insert_rows(table.name, table.columns, rows, "")
                 .await
                 .doing("writing the child rows of sources")?;
         }
@@ -357,7 +462,7 @@ impl Applier {
                 ]
             })
             .collect();
-        conn.insert_rows(
+        self.written += conn.insert_rows(
             "bots",
             &["bot_id", "bot_name", "first_seen_at", "first_seen_run_id", "updated_at", "updated_run_id"],
             bot_rows,
@@ -366,14 +471,14 @@ impl Applier {
         )
         .await
         .doing("writing bots")?;
-        conn.for_ids(
+        self.written += conn.for_ids(
             "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
             vec![at.clone(), run.clone()],
             close,
         )
         .await
         .doing("closing the versions of changed sources")?;
-        conn.insert_rows(
+        self.written += conn.insert_rows(
             "source_versions",
             &VERSION_COLUMNS,
             version_rows,
@@ -381,7 +486,8 @@ impl Applier {
         )
         .await
         .doing("writing source versions")?;
-        conn.insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
+        self.written += conn
+            .insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
             .await
             .doing("writing source changes")?;
         Ok(())
@@ -393,6 +499,7 @@ impl Applier {
         &mut self,
         seen: &HashSet<String>,
     ) -> Result<(Vec<String>, u64), StoreError> {
+        self.flush().await?;
         let mut missing = Vec::new();
         let mut live = 0u64;
         let mut after = String::new();
@@ -422,6 +529,12 @@ impl Applier {
     /// Their child rows stay, so a deleted source can still be inspected.
     pub async fn delete(&mut self, ids: &[String]) -> Result<(), StoreError> {
         self.deleted += ids.len() as u64;
+        // `missing` lists them in id order.
+        self.deleted_first.extend(
+            ids.iter()
+                .take(PREVIEW_MAX.saturating_sub(self.deleted_first.len()))
+                .cloned(),
+        );
         if self.dry_run {
             return Ok(());
         }
@@ -431,7 +544,7 @@ impl Applier {
             .map(|id| self.change(id, "deleted", None))
             .collect();
         let mut conn = self.tx.conn();
-        conn.for_ids(
+        self.written += conn.for_ids(
             "UPDATE sources SET deleted_at = $1, deleted_run_id = $2, last_changed_at = $1, last_changed_run_id = $2 \
              WHERE source_id IN ({ids})",
             vec![at.clone(), run.clone()],
@@ -439,14 +552,15 @@ impl Applier {
         )
         .await
         .doing("marking sources deleted")?;
-        conn.for_ids(
+        self.written += conn.for_ids(
             "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
             vec![at, run],
             ids,
         )
         .await
         .doing("closing the versions of deleted sources")?;
-        conn.insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
+        self.written += conn
+            .insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
             .await
             .doing("writing source changes")?;
         Ok(())
@@ -458,11 +572,13 @@ impl Applier {
             return Ok(());
         }
         let rows = ids.iter().map(|id| vec![self.run(), text(id)]).collect();
-        self.tx
+        self.written += self
+            .tx
             .conn()
             .insert_rows("source_misses", &["run_id", "source_id"], rows, "")
             .await
-            .doing("recording the sources a run did not see")
+            .doing("recording the sources a run did not see")?;
+        Ok(())
     }
 
     /// Drops change rows and closed versions older than `before`.
@@ -486,10 +602,12 @@ impl Applier {
             )
             .await
             .doing("pruning old versions")?;
+        self.written += changes + versions;
         Ok(changes + versions)
     }
 
     /// The run's transaction, to finish it (write the run row, then commit or roll back).
+    /// Call [`Applier::flush`] first when the run is to be committed.
     pub fn into_tx(self) -> Tx {
         self.tx
     }

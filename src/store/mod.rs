@@ -136,6 +136,15 @@ impl Drop for WriterLock {
     }
 }
 
+/// The file of a `sqlite:` database URL (`None` for PostgreSQL and in-memory databases).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
 /// Hides the password of a URL shown in a message.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

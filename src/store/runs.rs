@@ -32,7 +32,7 @@ impl RunStatus {
 }
 
 /// The counts a run records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RunCounts {
     pub walks: u64,
     pub pages: u64,

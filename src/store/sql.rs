@@ -14,6 +14,60 @@ use crate::model::{Row, Val};
 const MAX_BINDS: usize = 30_000;
 const MAX_ROWS: usize = 1_000;
 
+/// Rows per `UNNEST` statement on PostgreSQL (bounds the arrays held at once).
+const UNNEST_ROWS: usize = 5_000;
+
+/// One column of an `UNNEST` insert, typed by the first row's value.
+enum PgColumn {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
+    Time(Vec<Option<chrono::DateTime<chrono::Utc>>>),
+    Json(Vec<Option<String>>),
+}
+
+impl PgColumn {
+    fn like(v: &Val) -> PgColumn {
+        match v {
+            Val::Text(_) => PgColumn::Text(Vec::new()),
+            Val::Int(_) => PgColumn::Int(Vec::new()),
+            Val::Bool(_) => PgColumn::Bool(Vec::new()),
+            Val::Time(_) => PgColumn::Time(Vec::new()),
+            Val::Json(_) => PgColumn::Json(Vec::new()),
+        }
+    }
+
+    fn sql_type(&self) -> &'static str {
+        match self {
+            PgColumn::Text(_) | PgColumn::Json(_) => "text",
+            PgColumn::Int(_) => "int8",
+            PgColumn::Bool(_) => "bool",
+            PgColumn::Time(_) => "timestamptz",
+        }
+    }
+
+    fn push(&mut self, v: Val) {
+        match (self, v) {
+            (PgColumn::Text(a), Val::Text(x)) | (PgColumn::Json(a), Val::Json(x)) => a.push(x),
+            (PgColumn::Int(a), Val::Int(x)) => a.push(x),
+            (PgColumn::Bool(a), Val::Bool(x)) => a.push(x),
+            (PgColumn::Time(a), Val::Time(x)) => a.push(x),
+            (_, v) => panic!("a column's rows must all have one type; got {v:?}"),
+        }
+    }
+
+    /// Binds the array and empties it for the next statement.
+    fn bind(&mut self, args: &mut PgArguments) {
+        let r = match self {
+            PgColumn::Text(a) | PgColumn::Json(a) => args.add(std::mem::take(a)),
+            PgColumn::Int(a) => args.add(std::mem::take(a)),
+            PgColumn::Bool(a) => args.add(std::mem::take(a)),
+            PgColumn::Time(a) => args.add(std::mem::take(a)),
+        };
+        r.expect("binding an array of plain values cannot fail");
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -21,14 +75,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// A placeholder for a JSON value (PostgreSQL receives it as text and casts it).
-    pub fn json(self, n: usize) -> String {
-        match self {
-            Backend::Sqlite => format!("${n}"),
-            Backend::Postgres => format!("${n}::jsonb"),
-        }
-    }
-
     /// A JSON column read back as text.
     pub fn json_text(self, column: &str) -> String {
         match self {
@@ -123,54 +169,99 @@ impl Conn<'_> {
         }
     }
 
-    /// Inserts rows in as few statements as the bind limits allow. `conflict` is appended
-    /// to each statement (e.g. an `ON CONFLICT ... DO UPDATE`); a batch must not hold the
-    /// same key twice, which the callers guarantee.
+    /// Inserts rows in as few statements as the bind limits allow; returns the rows written.
+    /// `conflict` is appended to each statement (e.g. an `ON CONFLICT ... DO UPDATE`); a
+    /// batch must not hold the same key twice, which the callers guarantee.
+    ///
+    /// SQLite gets multi-row `VALUES` lists of anonymous `?` placeholders: it resolves
+    /// `$n` names by a linear search, so a statement of thousands of them parses and binds
+    /// in quadratic time (that was 90% of a first sync). PostgreSQL gets one array per
+    /// column, unnested by the server: a few binds and a short statement, however many rows.
     pub async fn insert_rows(
         &mut self,
         table: &str,
         columns: &[&str],
         rows: Vec<Row>,
         conflict: &str,
-    ) -> sqlx::Result<()> {
-        let Some(first) = rows.first() else {
-            return Ok(());
-        };
-        let json: Vec<bool> = first.iter().map(|v| matches!(v, Val::Json(_))).collect();
+    ) -> sqlx::Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if let Conn::Postgres(_) = self {
+            return self.insert_unnest(table, columns, rows, conflict).await;
+        }
         let per_statement = (MAX_BINDS / columns.len()).clamp(1, MAX_ROWS);
-        let backend = self.backend();
         let head = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
         let mut rows = rows.into_iter().peekable();
+        let mut affected = 0;
         while rows.peek().is_some() {
             let chunk: Vec<Row> = rows.by_ref().take(per_statement).collect();
-            let mut sql = String::with_capacity(head.len() + chunk.len() * columns.len() * 8);
+            let mut sql = String::with_capacity(head.len() + chunk.len() * (tuple.len() + 2));
             sql.push_str(&head);
-            let mut n = 0;
-            for (i, _) in chunk.iter().enumerate() {
+            for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push('(');
-                for (c, is_json) in json.iter().enumerate() {
-                    n += 1;
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    if *is_json {
-                        sql.push_str(&backend.json(n));
-                    } else {
-                        sql.push('$');
-                        sql.push_str(&n.to_string());
-                    }
-                }
-                sql.push(')');
+                sql.push_str(&tuple);
             }
             sql.push(' ');
             sql.push_str(conflict);
             let args: Vec<Val> = chunk.into_iter().flatten().collect();
-            self.execute(&sql, args).await?;
+            affected += self.execute(&sql, args).await?;
         }
-        Ok(())
+        Ok(affected)
+    }
+
+    /// PostgreSQL: `INSERT ... SELECT ... FROM UNNEST($1::text[], ...)`, a column per array.
+    async fn insert_unnest(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        rows: Vec<Row>,
+        conflict: &str,
+    ) -> sqlx::Result<u64> {
+        let Conn::Postgres(c) = self else {
+            unreachable!("only called for PostgreSQL")
+        };
+        let mut arrays: Vec<PgColumn> = rows[0].iter().map(PgColumn::like).collect();
+        let (mut select, mut unnest, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, array) in arrays.iter().enumerate() {
+            let n = i + 1;
+            names.push(format!("c{n}"));
+            unnest.push(format!("${n}::{}[]", array.sql_type()));
+            select.push(if matches!(array, PgColumn::Json(_)) {
+                format!("c{n}::jsonb")
+            } else {
+                format!("c{n}")
+            });
+        }
+        let sql = format!(
+            "INSERT INTO {table} ({}) SELECT {} FROM UNNEST({}) AS u({}) {conflict}",
+            columns.join(", "),
+            select.join(", "),
+            unnest.join(", "),
+            names.join(", ")
+        );
+        let mut affected = 0;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            for row in rows.by_ref().take(UNNEST_ROWS) {
+                for (array, v) in arrays.iter_mut().zip(row) {
+                    array.push(v);
+                }
+            }
+            let mut args = PgArguments::default();
+            for array in &mut arrays {
+                array.bind(&mut args);
+            }
+            affected += sqlx::query_with(&sql, args)
+                .persistent(false)
+                .execute(&mut **c)
+                .await?
+                .rows_affected();
+        }
+        Ok(affected)
     }
 
     /// Runs `sql` once per chunk of `ids`, with `{ids}` in `sql` replaced by the chunk's
@@ -183,7 +274,7 @@ impl Conn<'_> {
     ) -> sqlx::Result<u64> {
         let mut affected = 0;
         for chunk in ids.chunks(MAX_ROWS) {
-            let (text, args) = id_list(sql, &fixed, chunk);
+            let (text, args) = id_list(self.backend(), sql, &fixed, chunk);
             affected += self.execute(&text, args).await?;
         }
         Ok(affected)
@@ -201,17 +292,23 @@ impl Conn<'_> {
     {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_ROWS) {
-            let (text, args) = id_list(sql, &fixed, chunk);
+            let (text, args) = id_list(self.backend(), sql, &fixed, chunk);
             out.extend(self.fetch_all::<T>(&text, args).await?);
         }
         Ok(out)
     }
 }
 
-fn id_list(sql: &str, fixed: &[Val], ids: &[String]) -> (String, Vec<Val>) {
+fn id_list(backend: Backend, sql: &str, fixed: &[Val], ids: &[String]) -> (String, Vec<Val>) {
+    // `?n` rather than `$n` on SQLite, which looks `$n` names up one by one (see
+    // `push_placeholder`).
+    let mark = match backend {
+        Backend::Sqlite => '?',
+        Backend::Postgres => '$',
+    };
     let start = fixed.len() + 1;
     let list: Vec<String> = (start..start + ids.len())
-        .map(|n| format!("${n}"))
+        .map(|n| format!("{mark}{n}"))
         .collect();
     let mut args = fixed.to_vec();
     args.extend(ids.iter().map(|id| Val::Text(Some(id.clone()))));

@@ -7,5 +7,6 @@ mod daemon;
 mod faults;
 mod history;
 mod mirror;
+mod pipeline;
 mod simulator_contract;
 mod soak;

@@ -1,0 +1,527 @@
+//! `closebot-sync bench`: the bundled simulator in this process, each sync in a child
+//! process of its own (`closebot-sync sync --json`, so its peak memory is its own), on
+//! SQLite and PostgreSQL, at several sizes; a Markdown table and the targets it meets.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::simulator::{Faults, MutationPlan, SimOptions, Simulator};
+
+/// The default of `api.concurrency`, which the targets are stated for.
+const CONCURRENCY: usize = 4;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Listing sizes, in sources.
+    pub sizes: Vec<usize>,
+    /// A PostgreSQL URL to measure on too (each size gets a schema of its own, dropped after).
+    pub postgres: Option<String>,
+    /// How often to repeat the runs that leave the database as it was (the median counts).
+    pub repeat: usize,
+    /// Where the SQLite files go (a new folder in the system's temp folder by default).
+    pub dir: Option<PathBuf>,
+    /// The simulated latency per request of the latency-hiding run.
+    pub latency: Duration,
+    pub seed: u64,
+}
+
+/// One measured sync.
+#[derive(Debug, Clone)]
+struct Measured {
+    sources: usize,
+    backend: &'static str,
+    scenario: &'static str,
+    seconds: f64,
+    rows: u64,
+    peak_rss: Option<u64>,
+    /// The scenario's floor (`--dry-run` over the same state), for the ratio column.
+    floor: Option<f64>,
+    summary: String,
+}
+
+/// A database to measure on, made anew for one size.
+enum Db {
+    Sqlite(PathBuf),
+    Postgres { admin: String, schema: String },
+}
+
+impl Db {
+    fn name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "SQLite",
+            Db::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Db::Postgres { admin, schema } => {
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                format!("{admin}{sep}options=-c%20search_path%3D{schema}")
+            }
+        }
+    }
+
+    async fn create(&self) -> anyhow::Result<()> {
+        self.drop_all().await?;
+        if let Db::Postgres { admin, schema } = self {
+            admin_execute(admin, &format!("CREATE SCHEMA {schema}")).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_all(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm", ".lock"] {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(suffix);
+                    match std::fs::remove_file(PathBuf::from(p)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            Db::Postgres { admin, schema } => {
+                admin_execute(admin, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
+            }
+        }
+    }
+}
+
+async fn admin_execute(url: &str, sql: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor};
+    let mut c = sqlx::PgConnection::connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", crate::store::redact_url(url)))?;
+    c.execute("SET client_min_messages TO warning").await?;
+    c.execute(sql).await?;
+    c.close().await?;
+    Ok(())
+}
+
+/// 1% of the listing changed, as a mix of what changes on the live API.
+fn one_percent(sources: usize) -> MutationPlan {
+    let n = (sources / 100).max(1);
+    let part = |tenths: usize| n * tenths / 10;
+    let (wallet, tag, token, reorder, delete, add) =
+        (part(2), part(2), part(1), part(1), part(1) / 2, part(1) / 2);
+    MutationPlan {
+        rename: n - wallet - tag - token - reorder - delete - add,
+        flip_wallet: wallet,
+        add_tag: tag,
+        rotate_token: token,
+        reorder,
+        delete,
+        add,
+    }
+}
+
+/// Runs the bundled binary against the simulator and the database.
+struct Runner {
+    exe: PathBuf,
+    workdir: PathBuf,
+    base_url: String,
+    key: String,
+}
+
+impl Runner {
+    /// Runs `closebot-sync <args>`, with only the settings given here (no settings file,
+    /// none of the caller's `CLOSEBOT_SYNC_*` variables), and returns its standard output.
+    async fn run(&self, db: &Db, args: &[&str], concurrency: usize) -> anyhow::Result<String> {
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.args(args).current_dir(&self.workdir).kill_on_drop(true);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CLOSEBOT_SYNC_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("CLOSEBOT_SYNC_API__BASE_URL", &self.base_url)
+            .env("CLOSEBOT_SYNC_API__KEY", &self.key)
+            .env("CLOSEBOT_SYNC_API__CONCURRENCY", concurrency.to_string())
+            .env("CLOSEBOT_SYNC_DATABASE__URL", db.url())
+            .env("CLOSEBOT_SYNC_LOG__LEVEL", "warn");
+        let out = cmd.output().await.context("starting closebot-sync")?;
+        if !out.status.success() {
+            bail!(
+                "`closebot-sync {}` on {} exited with {}: {}",
+                args.join(" "),
+                db.name(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// One sync (`dry` for `--dry-run`), measured.
+    async fn sync(&self, db: &Db, dry: bool, concurrency: usize) -> anyhow::Result<Value> {
+        let args: &[&str] = if dry {
+            &["sync", "--json", "--dry-run"]
+        } else {
+            &["sync", "--json"]
+        };
+        let out = self.run(db, args, concurrency).await?;
+        let report: Value = serde_json::from_str(out.trim()).context("reading `sync --json`")?;
+        if report["status"] != "succeeded" {
+            bail!("a benchmark run did not succeed: {report}");
+        }
+        Ok(report)
+    }
+}
+
+fn measured(
+    sources: usize,
+    backend: &'static str,
+    scenario: &'static str,
+    reports: &[Value],
+) -> Measured {
+    // The median run by duration stands for all.
+    let mut sorted: Vec<&Value> = reports.iter().collect();
+    sorted.sort_by(|a, b| {
+        let (x, y) = (
+            a["duration_seconds"].as_f64(),
+            b["duration_seconds"].as_f64(),
+        );
+        x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let r = sorted[sorted.len() / 2];
+    let c = &r["counts"];
+    Measured {
+        sources,
+        backend,
+        scenario,
+        seconds: r["duration_seconds"].as_f64().unwrap_or(f64::NAN),
+        rows: r["rows_written"].as_u64().unwrap_or(0),
+        peak_rss: reports
+            .iter()
+            .filter_map(|r| r["peak_rss_bytes"].as_u64())
+            .max(),
+        floor: None,
+        summary: format!(
+            "{} created, {} updated, {} deleted",
+            c["created"], c["updated"], c["deleted"]
+        ),
+    }
+}
+
+/// The scenarios on one database: first sync, no-op, dry runs, 1% changed.
+async fn measure_size(
+    runner: &Runner,
+    sim: &Simulator,
+    db: &Db,
+    sources: usize,
+    repeat: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<Measured>> {
+    let backend = db.name();
+    let concurrency = CONCURRENCY;
+    db.create().await?;
+    runner.run(db, &["migrate"], concurrency).await?;
+    let step = |what: &str| eprintln!("bench: {sources} sources, {backend}: {what}");
+    let again = |dry: bool| async move {
+        let mut reports = Vec::new();
+        for _ in 0..repeat.max(1) {
+            reports.push(runner.sync(db, dry, concurrency).await?);
+        }
+        anyhow::Ok(reports)
+    };
+    step("first sync");
+    let first = runner.sync(db, false, concurrency).await?;
+    step("no-op resync");
+    let noop = again(false).await?;
+    step("dry run, nothing changed");
+    let dry = again(true).await?;
+    sim.mutate(seed, &one_percent(sources));
+    step("dry run, 1% changed");
+    let dry_changed = again(true).await?;
+    step("1% changed");
+    let changed = runner.sync(db, false, concurrency).await?;
+
+    let mut first = measured(sources, backend, "first sync", &[first]);
+    let dry = measured(sources, backend, "dry run, nothing changed", &dry);
+    let mut noop = measured(sources, backend, "no-op resync", &noop);
+    let dry_changed = measured(sources, backend, "dry run, 1% changed", &dry_changed);
+    let mut changed = measured(sources, backend, "1% changed", &[changed]);
+    first.floor = None;
+    noop.floor = Some(dry.seconds);
+    changed.floor = Some(dry_changed.seconds);
+    db.drop_all().await?;
+    Ok(vec![first, dry, noop, dry_changed, changed])
+}
+
+/// The latency-hiding run: `--dry-run` over 100 pages with `latency` per request, at the
+/// default concurrency and at 1.
+async fn measure_latency(
+    runner: &Runner,
+    sim: &Simulator,
+    db: &Db,
+    latency: Duration,
+) -> anyhow::Result<Vec<Measured>> {
+    db.create().await?;
+    runner.run(db, &["migrate"], 1).await?;
+    sim.set_faults(Faults {
+        latency,
+        ..Faults::default()
+    });
+    let mut out = Vec::new();
+    for (concurrency, scenario) in [
+        (CONCURRENCY, "walk, 50 ms latency, concurrency 4"),
+        (1, "walk, 50 ms latency, concurrency 1"),
+    ] {
+        eprintln!("bench: {scenario}");
+        let r = runner.sync(db, true, concurrency).await?;
+        out.push(measured(sim.len(), db.name(), scenario, &[r]));
+    }
+    sim.set_faults(Faults::default());
+    db.drop_all().await?;
+    Ok(out)
+}
+
+/// Runs the benchmark; prints the table and the targets to stdout. Exit code 0 when
+/// every target that the measured sizes cover is met, 1 otherwise.
+pub async fn bench(options: &BenchOptions) -> anyhow::Result<u8> {
+    let exe = std::env::current_exe().context("finding the closebot-sync binary")?;
+    let own_dir = options.dir.is_none();
+    let dir = match &options.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("closebot-sync-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = measure_all(options, &exe, &dir).await;
+    if own_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let rows = result?;
+    print!("{}", table(&rows));
+    let (lines, all_met) = targets(&rows, options.latency);
+    println!("\n{lines}");
+    Ok(if all_met { 0 } else { 1 })
+}
+
+async fn measure_all(
+    options: &BenchOptions,
+    exe: &Path,
+    dir: &Path,
+) -> anyhow::Result<Vec<Measured>> {
+    let mut rows = Vec::new();
+    let mut dbs: Vec<Db> = vec![Db::Sqlite(dir.join("bench.db"))];
+    if let Some(admin) = &options.postgres {
+        dbs.push(Db::Postgres {
+            admin: admin.clone(),
+            schema: format!("closebot_bench_{}", std::process::id()),
+        });
+    }
+    for &sources in &options.sizes {
+        for db in &dbs {
+            let sim = Simulator::new(SimOptions {
+                seed: options.seed,
+                sources,
+                ..SimOptions::default()
+            });
+            let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            let runner = Runner {
+                exe: exe.to_path_buf(),
+                workdir: dir.to_path_buf(),
+                base_url: server.base_url(),
+                key: SimOptions::default().api_key,
+            };
+            let measured =
+                measure_size(&runner, &sim, db, sources, options.repeat, options.seed).await;
+            server.shutdown().await;
+            rows.extend(measured?);
+        }
+    }
+    let sim = Simulator::new(SimOptions {
+        seed: options.seed,
+        sources: 10_000,
+        ..SimOptions::default()
+    });
+    let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let runner = Runner {
+        exe: exe.to_path_buf(),
+        workdir: dir.to_path_buf(),
+        base_url: server.base_url(),
+        key: SimOptions::default().api_key,
+    };
+    let latency = measure_latency(&runner, &sim, &dbs[0], options.latency).await;
+    server.shutdown().await;
+    rows.extend(latency?);
+    Ok(rows)
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / 1_048_576.0))
+}
+
+fn table(rows: &[Measured]) -> String {
+    let mut t = String::from(
+        "| sources | database | run | wall time (s) | rows written | rows/s | peak RSS (MB) | × dry run | what it did |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for m in rows {
+        let rate = if m.rows > 1 {
+            format!("{:.0}", m.rows as f64 / m.seconds)
+        } else {
+            "-".into()
+        };
+        let ratio = m
+            .floor
+            .map_or("-".into(), |f| format!("{:.2}", m.seconds / f));
+        t.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+            m.sources,
+            m.backend,
+            m.scenario,
+            m.seconds,
+            m.rows,
+            rate,
+            mb(m.peak_rss),
+            ratio,
+            m.summary
+        ));
+    }
+    t
+}
+
+/// The issue's targets, checked against what was measured; a target whose size was not
+/// measured is said to be so, not counted as met.
+fn targets(rows: &[Measured], latency: Duration) -> (String, bool) {
+    let mut lines = vec!["Targets (2-core machine, release build):".to_string()];
+    let mut all = true;
+    let mut check = |ok: bool, text: String| {
+        all &= ok;
+        lines.push(format!("- [{}] {text}", if ok { "x" } else { " " }));
+    };
+    let find = |n: usize, backend: &str, scenario: &str| {
+        rows.iter()
+            .find(|m| m.sources == n && m.backend == backend && m.scenario == scenario)
+    };
+    for (backend, floor) in [("SQLite", 200_000.0), ("PostgreSQL", 100_000.0)] {
+        if let Some(m) = find(10_000, backend, "first sync") {
+            let rate = m.rows as f64 / m.seconds;
+            check(
+                rate >= floor,
+                format!("first sync of 10,000 sources into {backend}: {rate:.0} rows/s (at least {floor:.0})"),
+            );
+        }
+    }
+    for m in rows.iter().filter(|m| m.floor.is_some()) {
+        let limit = if m.scenario == "no-op resync" {
+            1.3
+        } else {
+            1.5
+        };
+        let ratio = m.seconds / m.floor.unwrap_or(f64::NAN);
+        let mut text = format!(
+            "{}, {} sources, {}: {ratio:.2} × the dry run (at most {limit})",
+            m.scenario, m.sources, m.backend
+        );
+        let mut ok = ratio <= limit;
+        if m.scenario == "no-op resync" {
+            text.push_str(&format!(", {} rows written (only the run row)", m.rows));
+            ok &= m.rows == 1;
+        }
+        check(ok, text);
+    }
+    for (n, limit_mb) in [(10_000, 64), (100_000, 160)] {
+        let peak = rows
+            .iter()
+            .filter(|m| m.sources == n && !m.scenario.starts_with("walk"))
+            .filter_map(|m| m.peak_rss)
+            .max();
+        if let Some(peak) = peak {
+            check(
+                peak <= limit_mb * 1_048_576,
+                format!(
+                    "peak RSS at {n} sources: {} MB (at most {limit_mb})",
+                    mb(Some(peak))
+                ),
+            );
+        }
+    }
+    if let Some(m) = rows.iter().find(|m| m.scenario.ends_with("concurrency 4")) {
+        let limit = 1.3 * 100.0 / 4.0 * latency.as_secs_f64();
+        check(
+            m.seconds <= limit,
+            format!(
+                "walk of 100 pages with {} ms latency at concurrency 4: {:.2} s (at most {limit:.3})",
+                latency.as_millis(),
+                m.seconds
+            ),
+        );
+    }
+    for n in [10_000, 100_000] {
+        if !rows
+            .iter()
+            .any(|m| m.sources == n && !m.scenario.starts_with("walk"))
+        {
+            lines.push(format!(
+                "- [ ] {n} sources were not measured (see --sources)"
+            ));
+            all = false;
+        }
+    }
+    (lines.join("\n") + "\n", all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_percent_is_one_percent_of_the_listing() {
+        for n in [100, 1_000, 10_000, 100_000] {
+            let p = one_percent(n);
+            let total = p.rename
+                + p.flip_wallet
+                + p.add_tag
+                + p.rotate_token
+                + p.reorder
+                + p.delete
+                + p.add;
+            assert_eq!(total, n / 100, "{n}");
+        }
+        let p = one_percent(10_000);
+        assert!(p.delete > 0 && p.add > 0 && p.rename > 0, "{p:?}");
+    }
+
+    fn row(scenario: &'static str, seconds: f64, rows: u64, floor: Option<f64>) -> Measured {
+        Measured {
+            sources: 10_000,
+            backend: "SQLite",
+            scenario,
+            seconds,
+            rows,
+            peak_rss: Some(50 * 1_048_576),
+            floor,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_missed_target_fails_the_check() {
+        let good = vec![
+            row("first sync", 1.0, 250_000, None),
+            row("no-op resync", 0.6, 1, Some(0.5)),
+        ];
+        let (_, met) = targets(&good, Duration::from_millis(50));
+        assert!(!met, "100,000 sources were not measured");
+        let slow = vec![row("first sync", 2.0, 250_000, None)];
+        let (text, _) = targets(&slow, Duration::from_millis(50));
+        assert!(
+            text.contains("- [ ] first sync of 10,000 sources into SQLite"),
+            "{text}"
+        );
+        let writes = vec![row("no-op resync", 0.5, 7, Some(0.5))];
+        let (text, _) = targets(&writes, Duration::from_millis(50));
+        assert!(text.contains("- [ ] no-op resync"), "{text}");
+    }
+}

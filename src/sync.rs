@@ -116,15 +116,14 @@ impl RunReport {
             let noun = if n == 1 { "source" } else { "sources" };
             let list: Vec<&str> = ids.iter().take(shown).map(String::as_str).collect();
             let which = if (list.len() as u64) < n {
-                format!("the first {} by id", list.len())
+                format!(" (the first {} by id)", list.len())
             } else {
-                "".to_string()
+                String::new()
             };
-            text.push_str(&format!("would {verb} {n} {noun}"));
-            if !which.is_empty() {
-                text.push_str(&format!(" ({which})"));
-            }
-            text.push_str(&format!(": {}\n", list.join(", ")));
+            text.push_str(&format!(
+                "would {verb} {n} {noun}{which}: {}\n",
+                list.join(", ")
+            ));
         }
         if text.is_empty() {
             text.push_str("nothing would change\n");
@@ -222,7 +221,7 @@ pub async fn run_once(
     cancel: &CancellationToken,
 ) -> Result<RunReport, SyncError> {
     let started = Instant::now();
-    let _lock = store.lock_writer().await?;
+    let lock = store.lock_writer().await?;
     let at = Utc::now();
     let run_id = if options.dry_run {
         None
@@ -322,6 +321,7 @@ pub async fn run_once(
         error,
         duration: started.elapsed(),
     };
+    lock.release().await;
     crate::telemetry::record_run(&report);
     span.in_scope(|| tracing::info!(status = status.as_str(), "{}", report.summary()));
     Ok(report)

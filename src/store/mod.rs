@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite};
+use sqlx::{Connection, Postgres, Sqlite};
 
 pub use sql::{Backend, Conn};
 
@@ -123,6 +123,23 @@ impl Pooled {
 pub enum WriterLock {
     Postgres(Option<PoolConnection<Postgres>>),
     File(std::fs::File),
+}
+
+impl WriterLock {
+    /// Releases the lock now. Dropping it releases it too, but on PostgreSQL only once the
+    /// server has noticed the closed session, which a run started right after may beat.
+    pub async fn release(mut self) {
+        if let WriterLock::Postgres(conn) = &mut self {
+            if let Some(mut c) = conn.take() {
+                // The session holds nothing but this lock. If the unlock fails, closing the
+                // session releases it all the same.
+                let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                    .execute(&mut *c)
+                    .await;
+                let _ = c.detach().close().await;
+            }
+        }
+    }
 }
 
 impl Drop for WriterLock {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::simulator::{Faults, MutationPlan, SimOptions, Simulator};
+use crate::simulator::{Faults, MutationPlan, SimOptions, SimServer, Simulator};
 
 /// The default of `api.concurrency`, which the targets are stated for.
 const CONCURRENCY: usize = 4;
@@ -78,17 +78,7 @@ impl Db {
 
     async fn drop_all(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm", ".lock"] {
-                    let mut p = path.as_os_str().to_owned();
-                    p.push(suffix);
-                    match std::fs::remove_file(PathBuf::from(p)) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                        _ => {}
-                    }
-                }
-                Ok(())
-            }
+            Db::Sqlite(path) => Ok(crate::demo::remove_database(path)?),
             Db::Postgres { admin, schema } => {
                 admin_execute(admin, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
             }
@@ -245,12 +235,11 @@ async fn measure_size(
     step("1% changed");
     let changed = runner.sync(db, false, concurrency).await?;
 
-    let mut first = measured(sources, backend, "first sync", &[first]);
+    let first = measured(sources, backend, "first sync", &[first]);
     let dry = measured(sources, backend, "dry run, nothing changed", &dry);
     let mut noop = measured(sources, backend, "no-op resync", &noop);
     let dry_changed = measured(sources, backend, "dry run, 1% changed", &dry_changed);
     let mut changed = measured(sources, backend, "1% changed", &[changed]);
-    first.floor = None;
     noop.floor = Some(dry.seconds);
     changed.floor = Some(dry_changed.seconds);
     db.drop_all().await?;
@@ -321,40 +310,42 @@ async fn measure_all(
     }
     for &sources in &options.sizes {
         for db in &dbs {
-            let sim = Simulator::new(SimOptions {
-                seed: options.seed,
-                sources,
-                ..SimOptions::default()
-            });
-            let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-            let runner = Runner {
-                exe: exe.to_path_buf(),
-                workdir: dir.to_path_buf(),
-                base_url: server.base_url(),
-                key: SimOptions::default().api_key,
-            };
+            let (sim, server, runner) = serve(options.seed, sources, exe, dir).await?;
             let measured =
                 measure_size(&runner, &sim, db, sources, options.repeat, options.seed).await;
             server.shutdown().await;
             rows.extend(measured?);
         }
     }
-    let sim = Simulator::new(SimOptions {
-        seed: options.seed,
-        sources: 10_000,
+    let (sim, server, runner) = serve(options.seed, 10_000, exe, dir).await?;
+    let latency = measure_latency(&runner, &sim, &dbs[0], options.latency).await;
+    server.shutdown().await;
+    rows.extend(latency?);
+    Ok(rows)
+}
+
+/// A simulator of `sources` sources on loopback, and a runner pointed at it.
+async fn serve(
+    seed: u64,
+    sources: usize,
+    exe: &Path,
+    dir: &Path,
+) -> anyhow::Result<(Simulator, SimServer, Runner)> {
+    let options = SimOptions {
+        seed,
+        sources,
         ..SimOptions::default()
-    });
+    };
+    let key = options.api_key.clone();
+    let sim = Simulator::new(options);
     let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let runner = Runner {
         exe: exe.to_path_buf(),
         workdir: dir.to_path_buf(),
         base_url: server.base_url(),
-        key: SimOptions::default().api_key,
+        key,
     };
-    let latency = measure_latency(&runner, &sim, &dbs[0], options.latency).await;
-    server.shutdown().await;
-    rows.extend(latency?);
-    Ok(rows)
+    Ok((sim, server, runner))
 }
 
 fn mb(bytes: Option<u64>) -> String {

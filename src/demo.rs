@@ -38,7 +38,8 @@ fn pointed_at(
     Ok(s)
 }
 
-fn remove_database(path: &Path) -> std::io::Result<()> {
+/// Removes a SQLite database and the files beside it (WAL, shared memory, lock file).
+pub(crate) fn remove_database(path: &Path) -> std::io::Result<()> {
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);

@@ -5,10 +5,9 @@
 use std::collections::HashSet;
 
 use futures::stream::{self, StreamExt};
-
-use super::client::{ApiError, Client};
 use tokio_util::task::AbortOnDropHandle;
 
+use super::client::{ApiError, Client};
 use super::wire::RawSource;
 
 /// Receives each page's sources as it arrives (the run applies them).
@@ -94,7 +93,7 @@ pub struct Walk {
 /// prepared or waiting for the sink, so that no request waits for the CPU work on a page.
 pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S::Error> {
     let prepare = sink.preparer();
-    let first = joined(spawn_page::<S>(client, &prepare, 0).await)?;
+    let mut first = joined(spawn_page::<S>(client, &prepare, 0).await)?;
     let total = first.total;
     // The server may clamp the page size: trust what it says it used, or else what page 0
     // held when it was short of a listing that has more.
@@ -114,7 +113,7 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
     let mut problems: Vec<String> = Vec::new();
     let mut duplicates = 0u64;
     let mut unidentified = 0u64;
-    let mut account = |walk: &mut Walk, f: &Fetched<S::Page>| {
+    let mut account = |walk: &mut Walk, f: &mut Fetched<S::Page>| {
         let (page, without_id) = (f.page, f.unidentified);
         walk.pages += 1;
         unidentified += without_id as u64;
@@ -132,21 +131,21 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
                 f.ids.len()
             ));
         }
-        for id in &f.ids {
-            if !walk.seen.insert(id.clone()) {
+        for id in std::mem::take(&mut f.ids) {
+            if !walk.seen.insert(id) {
                 duplicates += 1;
             }
         }
     };
-    account(&mut walk, &first);
+    account(&mut walk, &mut first);
     sink.accept(0, first.prepared).await?;
 
     let mut rest = stream::iter(1..planned)
         .map(|page| spawn_page::<S>(client, &prepare, page as u32))
         .buffer_unordered(2 * client.concurrency());
     while let Some(result) = rest.next().await {
-        let fetched = joined(result)?;
-        account(&mut walk, &fetched);
+        let mut fetched = joined(result)?;
+        account(&mut walk, &mut fetched);
         sink.accept(fetched.page, fetched.prepared).await?;
     }
     drop(rest);

@@ -114,7 +114,7 @@ struct Pending {
 
 /// Pending writes go out once they hold this many rows of child tables (or at the end of
 /// the walk, or before a page that lists a pending source again).
-const FLUSH_ROWS: usize = 10_000;
+const FLUSH_ROWS: usize = 5_000;
 
 /// The run's transaction and what it has applied so far.
 pub struct Applier {
@@ -369,16 +369,7 @@ impl Applier {
     ) -> Result<(), StoreError> {
         let (at, run) = (self.time(), self.run());
         let mut conn = self.tx.conn();
-        for table in &CHILD_TABLES {
-            self.written += conn
-                .for_ids(
-                    &format!("DELETE FROM {} WHERE source_id IN ({{ids}})", table.name),
-                    vec![],
-                    replaced,
-                )
-                .await
-                .doing("removing the child rows of changed sources")?;
-        }
+        let b = conn.backend();
         let mut source_rows = Vec::with_capacity(written.len());
         let mut version_rows = Vec::with_capacity(written.len());
         let mut child_rows: [Vec<Row>; 11] = Default::default();
@@ -431,24 +422,6 @@ impl Applier {
             .filter(|c| !matches!(**c, "source_id" | "first_seen_at" | "first_seen_run_id"))
             .map(|c| format!("{c} = excluded.{c}"))
             .collect();
-        self.written += conn
-            .insert_rows(
-                SOURCES.name,
-                &columns,
-                source_rows,
-                &format!(
-                    "ON CONFLICT (source_id) DO UPDATE SET {}",
-                    updates.join(", ")
-                ),
-            )
-            .await
-            .doing("writing sources")?;
-        for (table, rows) in CHILD_TABLES.iter().zip(child_rows) {
-            self.written += conn
-                .insert_rows(table.name, table.columns, rows, "")
-                .await
-                .doing("writing the child rows of sources")?;
-        }
         let bot_rows: Vec<Row> = bots
             .into_iter()
             .map(|(id, name)| {
@@ -462,34 +435,77 @@ impl Applier {
                 ]
             })
             .collect();
-        self.written += conn.insert_rows(
+        // In this order: a changed source's old child rows go before its new ones, its
+        // open version is closed before the next is written.
+        let deletes = CHILD_TABLES.iter().flat_map(|table| {
+            b.for_ids(
+                &format!("DELETE FROM {} WHERE source_id IN ({{ids}})", table.name),
+                vec![],
+                replaced,
+                "removing the child rows of changed sources",
+            )
+        });
+        let sources = b.insert(
+            SOURCES.name,
+            &columns,
+            source_rows,
+            &format!(
+                "ON CONFLICT (source_id) DO UPDATE SET {}",
+                updates.join(", ")
+            ),
+            "writing sources",
+        );
+        let children = CHILD_TABLES
+            .iter()
+            .zip(child_rows)
+            .flat_map(|(table, rows)| {
+                b.insert(
+                    table.name,
+                    table.columns,
+                    rows,
+                    "",
+                    "writing the child rows of sources",
+                )
+            });
+        let bots = b.insert(
             "bots",
             &["bot_id", "bot_name", "first_seen_at", "first_seen_run_id", "updated_at", "updated_run_id"],
             bot_rows,
             "ON CONFLICT (bot_id) DO UPDATE SET bot_name = excluded.bot_name, updated_at = excluded.updated_at, \
              updated_run_id = excluded.updated_run_id WHERE bots.bot_name IS DISTINCT FROM excluded.bot_name",
-        )
-        .await
-        .doing("writing bots")?;
-        self.written += conn.for_ids(
+            "writing bots",
+        );
+        let close = b.for_ids(
             "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
             vec![at.clone(), run.clone()],
             close,
-        )
-        .await
-        .doing("closing the versions of changed sources")?;
-        self.written += conn.insert_rows(
+            "closing the versions of changed sources",
+        );
+        let versions = b.insert(
             "source_versions",
             &VERSION_COLUMNS,
             version_rows,
             "ON CONFLICT (source_id, version) DO UPDATE SET content_hash = excluded.content_hash, record = excluded.record",
-        )
-        .await
-        .doing("writing source versions")?;
+            "writing source versions",
+        );
+        let changes = b.insert(
+            "source_changes",
+            &CHANGE_COLUMNS,
+            changes,
+            "",
+            "writing source changes",
+        );
         self.written += conn
-            .insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
-            .await
-            .doing("writing source changes")?;
+            .send(Box::new(
+                deletes
+                    .chain(sources)
+                    .chain(children)
+                    .chain(bots)
+                    .chain(close)
+                    .chain(versions)
+                    .chain(changes),
+            ))
+            .await?;
         Ok(())
     }
 
@@ -544,25 +560,23 @@ impl Applier {
             .map(|id| self.change(id, "deleted", None))
             .collect();
         let mut conn = self.tx.conn();
-        self.written += conn.for_ids(
-            "UPDATE sources SET deleted_at = $1, deleted_run_id = $2, last_changed_at = $1, last_changed_run_id = $2 \
-             WHERE source_id IN ({ids})",
-            vec![at.clone(), run.clone()],
-            ids,
-        )
-        .await
-        .doing("marking sources deleted")?;
-        self.written += conn.for_ids(
-            "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
-            vec![at, run],
-            ids,
-        )
-        .await
-        .doing("closing the versions of deleted sources")?;
-        self.written += conn
-            .insert_rows("source_changes", &CHANGE_COLUMNS, changes, "")
-            .await
-            .doing("writing source changes")?;
+        let b = conn.backend();
+        let statements = b
+            .for_ids(
+                "UPDATE sources SET deleted_at = $1, deleted_run_id = $2, last_changed_at = $1, last_changed_run_id = $2 \
+                 WHERE source_id IN ({ids})",
+                vec![at.clone(), run.clone()],
+                ids,
+                "marking sources deleted",
+            )
+            .chain(b.for_ids(
+                "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
+                vec![at, run],
+                ids,
+                "closing the versions of deleted sources",
+            ))
+            .chain(b.insert("source_changes", &CHANGE_COLUMNS, changes, "", "writing source changes"));
+        self.written += conn.send(Box::new(statements)).await?;
         Ok(())
     }
 
@@ -572,12 +586,15 @@ impl Applier {
             return Ok(());
         }
         let rows = ids.iter().map(|id| vec![self.run(), text(id)]).collect();
-        self.written += self
-            .tx
-            .conn()
-            .insert_rows("source_misses", &["run_id", "source_id"], rows, "")
-            .await
-            .doing("recording the sources a run did not see")?;
+        let mut conn = self.tx.conn();
+        let statements = conn.backend().insert(
+            "source_misses",
+            &["run_id", "source_id"],
+            rows,
+            "",
+            "recording the sources a run did not see",
+        );
+        self.written += conn.send(statements).await?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Arguments, FromRow};
 
+use super::StoreError;
 use crate::model::record::sqlite_time;
 use crate::model::{Row, Val};
 
@@ -97,8 +98,12 @@ pub enum Conn<'c> {
     Postgres(&'c mut PgConnection),
 }
 
-fn sqlite_args(args: Vec<Val>) -> SqliteArguments<'static> {
+/// Binds values in order; `len` says how many there are, where the iterator cannot (so
+/// the arguments are allocated once).
+fn sqlite_args(args: impl IntoIterator<Item = Val>, len: usize) -> SqliteArguments<'static> {
+    let args = args.into_iter();
     let mut a = SqliteArguments::default();
+    a.reserve(len.max(args.size_hint().0), 0);
     for v in args {
         let r = match v {
             Val::Text(s) | Val::Json(s) => a.add(s),
@@ -125,6 +130,166 @@ fn pg_args(args: Vec<Val>) -> PgArguments {
     a
 }
 
+/// A statement built ahead of its turn, for [`Conn::send`].
+pub struct Statement {
+    sql: String,
+    args: Args,
+    /// What it does, for the error should it fail ("writing sources").
+    doing: &'static str,
+}
+
+enum Args {
+    Sqlite(SqliteArguments<'static>),
+    Postgres(PgArguments),
+}
+
+/// Statements built one at a time, as [`Conn::send`] asks for the next.
+pub type Statements<'a> = Box<dyn Iterator<Item = Statement> + Send + 'a>;
+
+impl Backend {
+    /// The statements that insert `rows` into `table`, in as few statements as the bind
+    /// limits allow; `conflict` is appended to each (e.g. an `ON CONFLICT ... DO UPDATE`).
+    /// The rows must not hold the same key twice, which the callers guarantee.
+    ///
+    /// SQLite gets multi-row `VALUES` lists of anonymous `?` placeholders: it resolves
+    /// `$n` names by a linear search, so a statement of thousands of them parses and binds
+    /// in quadratic time (that was 90% of a first sync). The statements hold a power of two
+    /// of rows (see [`chunk_sizes`]), so a table needs a handful of distinct statements and
+    /// the connection keeps them prepared. `OR FAIL` spares SQLite the statement journal
+    /// (a copy of every page a statement touches, kept to undo just that statement): a
+    /// failed statement fails the whole run, whose transaction is rolled back.
+    ///
+    /// PostgreSQL gets one array per column, unnested by the server: a few binds and one
+    /// short statement, however many rows.
+    pub fn insert(
+        self,
+        table: &str,
+        columns: &[&str],
+        rows: Vec<Row>,
+        conflict: &str,
+        doing: &'static str,
+    ) -> Statements<'static> {
+        if rows.is_empty() {
+            return Box::new(std::iter::empty());
+        }
+        match self {
+            Backend::Sqlite => sqlite_insert(table, columns, rows, conflict, doing),
+            Backend::Postgres => unnest_insert(table, columns, rows, conflict, doing),
+        }
+    }
+
+    /// The statements that run `sql` once per chunk of `ids`, with `{ids}` in `sql`
+    /// replaced by the chunk's placeholders, which follow the `fixed` arguments.
+    pub fn for_ids<'a>(
+        self,
+        sql: &str,
+        fixed: Vec<Val>,
+        ids: &'a [String],
+        doing: &'static str,
+    ) -> Statements<'a> {
+        let sql = sql.to_string();
+        Box::new(ids.chunks(MAX_ROWS).map(move |chunk| {
+            let (sql, args) = id_list(self, &sql, &fixed, chunk);
+            Statement {
+                args: self.args(args),
+                sql,
+                doing,
+            }
+        }))
+    }
+
+    fn args(self, values: Vec<Val>) -> Args {
+        match self {
+            Backend::Sqlite => Args::Sqlite(sqlite_args(values, 0)),
+            Backend::Postgres => Args::Postgres(pg_args(values)),
+        }
+    }
+}
+
+fn sqlite_insert(
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Row>,
+    conflict: &str,
+    doing: &'static str,
+) -> Statements<'static> {
+    let head = format!(
+        "INSERT OR FAIL INTO {table} ({}) SELECT * FROM (VALUES ",
+        columns.join(", ")
+    );
+    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    let tail = format!(") WHERE column1 IS NOT NULL {conflict}");
+    let width = columns.len();
+    let sizes = chunk_sizes(rows.len(), (MAX_BINDS / width).clamp(1, MAX_ROWS));
+    let mut rows = rows.into_iter();
+    Box::new(sizes.map(move |(size, padded)| {
+        let mut sql = String::with_capacity(head.len() + padded * (tuple.len() + 2) + tail.len());
+        sql.push_str(&head);
+        for i in 0..padded {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&tuple);
+        }
+        sql.push_str(&tail);
+        let values = rows.by_ref().take(size).flatten();
+        let padding = std::iter::repeat_n(Val::Text(None), (padded - size) * width);
+        let args = sqlite_args(values.chain(padding), padded * width);
+        Statement {
+            sql,
+            args: Args::Sqlite(args),
+            doing,
+        }
+    }))
+}
+
+/// PostgreSQL: `INSERT ... SELECT ... FROM UNNEST($1::text[], ...)`, a column per array.
+fn unnest_insert(
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Row>,
+    conflict: &str,
+    doing: &'static str,
+) -> Statements<'static> {
+    let mut arrays: Vec<PgColumn> = rows[0].iter().map(PgColumn::like).collect();
+    let (mut select, mut unnest, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, array) in arrays.iter().enumerate() {
+        let n = i + 1;
+        names.push(format!("c{n}"));
+        unnest.push(format!("${n}::{}[]", array.sql_type()));
+        select.push(if matches!(array, PgColumn::Json(_)) {
+            format!("c{n}::jsonb")
+        } else {
+            format!("c{n}")
+        });
+    }
+    let sql = format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM UNNEST({}) AS u({}) {conflict}",
+        columns.join(", "),
+        select.join(", "),
+        unnest.join(", "),
+        names.join(", ")
+    );
+    let statements = rows.len().div_ceil(UNNEST_ROWS);
+    let mut rows = rows.into_iter();
+    Box::new((0..statements).map(move |_| {
+        for row in rows.by_ref().take(UNNEST_ROWS) {
+            for (array, v) in arrays.iter_mut().zip(row) {
+                array.push(v);
+            }
+        }
+        let mut args = PgArguments::default();
+        for array in &mut arrays {
+            array.bind(&mut args);
+        }
+        Statement {
+            sql: sql.clone(),
+            args: Args::Postgres(args),
+            doing,
+        }
+    }))
+}
+
 impl Conn<'_> {
     pub fn backend(&self) -> Backend {
         match self {
@@ -135,152 +300,85 @@ impl Conn<'_> {
 
     /// Runs one statement; returns the rows it affected.
     pub async fn execute(&mut self, sql: &str, args: Vec<Val>) -> sqlx::Result<u64> {
-        match self {
-            Conn::Sqlite(c) => Ok(sqlx::query_with(sql, sqlite_args(args))
-                .persistent(false)
-                .execute(&mut **c)
-                .await?
-                .rows_affected()),
-            Conn::Postgres(c) => Ok(sqlx::query_with(sql, pg_args(args))
-                .persistent(false)
-                .execute(&mut **c)
-                .await?
-                .rows_affected()),
+        let args = self.backend().args(args);
+        self.run(sql, args, false).await
+    }
+
+    /// Runs the statements in order; returns the rows they affected. Each statement is
+    /// built while the one before it runs (the database works on its own thread or
+    /// server), and is kept prepared: the batches of a run take a few shapes, sent often.
+    pub async fn send(&mut self, statements: Statements<'_>) -> Result<u64, StoreError> {
+        let mut statements = statements;
+        let mut next = statements.next();
+        let mut affected = 0;
+        while let Some(statement) = next.take() {
+            // `join!` polls in order: the statement is sent first, then the next one is
+            // built while the database runs it.
+            let Statement { sql, args, doing } = statement;
+            let (done, following) =
+                futures::join!(self.run(&sql, args, true), async { statements.next() });
+            affected += done.map_err(|source| StoreError::Sql { doing, source })?;
+            next = following;
         }
+        Ok(affected)
+    }
+
+    /// Runs one statement, kept prepared in the connection's statement cache when
+    /// `persistent`.
+    async fn run(&mut self, sql: &str, args: Args, persistent: bool) -> sqlx::Result<u64> {
+        let done = match (self, args) {
+            (Conn::Sqlite(c), Args::Sqlite(args)) => {
+                sqlx::query_with(sql, args)
+                    .persistent(persistent)
+                    .execute(&mut **c)
+                    .await?
+            }
+            .rows_affected(),
+            (Conn::Postgres(c), Args::Postgres(args)) => {
+                sqlx::query_with(sql, args)
+                    .persistent(persistent)
+                    .execute(&mut **c)
+                    .await?
+            }
+            .rows_affected(),
+            _ => unreachable!("a statement is built for its connection's backend"),
+        };
+        Ok(done)
     }
 
     pub async fn fetch_all<T>(&mut self, sql: &str, args: Vec<Val>) -> sqlx::Result<Vec<T>>
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
+        self.fetch(sql, args, false).await
+    }
+
+    async fn fetch<T>(
+        &mut self,
+        sql: &str,
+        args: Vec<Val>,
+        persistent: bool,
+    ) -> sqlx::Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
         match self {
             Conn::Sqlite(c) => {
-                sqlx::query_as_with(sql, sqlite_args(args))
-                    .persistent(false)
+                sqlx::query_as_with(sql, sqlite_args(args, 0))
+                    .persistent(persistent)
                     .fetch_all(&mut **c)
                     .await
             }
             Conn::Postgres(c) => {
                 sqlx::query_as_with(sql, pg_args(args))
-                    .persistent(false)
+                    .persistent(persistent)
                     .fetch_all(&mut **c)
                     .await
             }
         }
     }
 
-    /// Inserts rows in as few statements as the bind limits allow; returns the rows written.
-    /// `conflict` is appended to each statement (e.g. an `ON CONFLICT ... DO UPDATE`); a
-    /// batch must not hold the same key twice, which the callers guarantee.
-    ///
-    /// SQLite gets multi-row `VALUES` lists of anonymous `?` placeholders: it resolves
-    /// `$n` names by a linear search, so a statement of thousands of them parses and binds
-    /// in quadratic time (that was 90% of a first sync). PostgreSQL gets one array per
-    /// column, unnested by the server: a few binds and a short statement, however many rows.
-    pub async fn insert_rows(
-        &mut self,
-        table: &str,
-        columns: &[&str],
-        rows: Vec<Row>,
-        conflict: &str,
-    ) -> sqlx::Result<u64> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        if let Conn::Postgres(_) = self {
-            return self.insert_unnest(table, columns, rows, conflict).await;
-        }
-        let per_statement = (MAX_BINDS / columns.len()).clamp(1, MAX_ROWS);
-        let head = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
-        let mut rows = rows.into_iter().peekable();
-        let mut affected = 0;
-        while rows.peek().is_some() {
-            let chunk: Vec<Row> = rows.by_ref().take(per_statement).collect();
-            let mut sql = String::with_capacity(head.len() + chunk.len() * (tuple.len() + 2));
-            sql.push_str(&head);
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&tuple);
-            }
-            sql.push(' ');
-            sql.push_str(conflict);
-            let args: Vec<Val> = chunk.into_iter().flatten().collect();
-            affected += self.execute(&sql, args).await?;
-        }
-        Ok(affected)
-    }
-
-    /// PostgreSQL: `INSERT ... SELECT ... FROM UNNEST($1::text[], ...)`, a column per array.
-    async fn insert_unnest(
-        &mut self,
-        table: &str,
-        columns: &[&str],
-        rows: Vec<Row>,
-        conflict: &str,
-    ) -> sqlx::Result<u64> {
-        let Conn::Postgres(c) = self else {
-            unreachable!("only called for PostgreSQL")
-        };
-        let mut arrays: Vec<PgColumn> = rows[0].iter().map(PgColumn::like).collect();
-        let (mut select, mut unnest, mut names) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, array) in arrays.iter().enumerate() {
-            let n = i + 1;
-            names.push(format!("c{n}"));
-            unnest.push(format!("${n}::{}[]", array.sql_type()));
-            select.push(if matches!(array, PgColumn::Json(_)) {
-                format!("c{n}::jsonb")
-            } else {
-                format!("c{n}")
-            });
-        }
-        let sql = format!(
-            "INSERT INTO {table} ({}) SELECT {} FROM UNNEST({}) AS u({}) {conflict}",
-            columns.join(", "),
-            select.join(", "),
-            unnest.join(", "),
-            names.join(", ")
-        );
-        let mut affected = 0;
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            for row in rows.by_ref().take(UNNEST_ROWS) {
-                for (array, v) in arrays.iter_mut().zip(row) {
-                    array.push(v);
-                }
-            }
-            let mut args = PgArguments::default();
-            for array in &mut arrays {
-                array.bind(&mut args);
-            }
-            affected += sqlx::query_with(&sql, args)
-                .persistent(false)
-                .execute(&mut **c)
-                .await?
-                .rows_affected();
-        }
-        Ok(affected)
-    }
-
-    /// Runs `sql` once per chunk of `ids`, with `{ids}` in `sql` replaced by the chunk's
-    /// placeholders, which follow the `fixed` arguments.
-    pub async fn for_ids(
-        &mut self,
-        sql: &str,
-        fixed: Vec<Val>,
-        ids: &[String],
-    ) -> sqlx::Result<u64> {
-        let mut affected = 0;
-        for chunk in ids.chunks(MAX_ROWS) {
-            let (text, args) = id_list(self.backend(), sql, &fixed, chunk);
-            affected += self.execute(&text, args).await?;
-        }
-        Ok(affected)
-    }
-
-    /// As [`Conn::for_ids`], collecting the rows each chunk returns.
+    /// Runs `sql` once per chunk of `ids` (see [`Backend::for_ids`]), collecting the rows.
     pub async fn fetch_for_ids<T>(
         &mut self,
         sql: &str,
@@ -293,24 +391,97 @@ impl Conn<'_> {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_ROWS) {
             let (text, args) = id_list(self.backend(), sql, &fixed, chunk);
-            out.extend(self.fetch_all::<T>(&text, args).await?);
+            out.extend(self.fetch::<T>(&text, args, true).await?);
         }
         Ok(out)
     }
 }
 
+/// The statements that insert `n` rows, none over `max` rows: `(rows, padded)`, the rows
+/// a statement inserts and the power of two it is padded to with rows of NULLs (which its
+/// `WHERE column1 IS NOT NULL` drops). All but the last hold the largest power of two up to
+/// `max`, so the statements of a table take a dozen shapes, which the connection's
+/// statement cache keeps prepared, and a table takes one statement per chunk.
+fn chunk_sizes(n: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let top = 1usize << max.max(1).ilog2();
+    let full = std::iter::repeat_n((top, top), n / top);
+    let rest = n % top;
+    full.chain((rest > 0).then(|| (rest, rest.next_power_of_two())))
+}
+
+/// The statement for one chunk of an id list, and its arguments. The list is padded to a
+/// power of two by repeating its last id (harmless in `IN (...)`), so that the statements
+/// of a run have few shapes and stay prepared.
 fn id_list(backend: Backend, sql: &str, fixed: &[Val], ids: &[String]) -> (String, Vec<Val>) {
     // `?n` rather than `$n` on SQLite, which looks `$n` names up one by one (see
-    // `push_placeholder`).
+    // `insert_rows`).
     let mark = match backend {
         Backend::Sqlite => '?',
         Backend::Postgres => '$',
     };
+    let padded = ids.len().max(1).next_power_of_two();
     let start = fixed.len() + 1;
-    let list: Vec<String> = (start..start + ids.len())
+    let list: Vec<String> = (start..start + padded)
         .map(|n| format!("{mark}{n}"))
         .collect();
     let mut args = fixed.to_vec();
     args.extend(ids.iter().map(|id| Val::Text(Some(id.clone()))));
+    let last = ids.last().cloned();
+    args.extend(std::iter::repeat_n(Val::Text(last), padded - ids.len()));
     (sql.replace("{ids}", &list.join(", ")), args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_add_up_and_are_padded_to_powers_of_two() {
+        for (n, max) in [
+            (0, 512),
+            (1, 512),
+            (1000, 937),
+            (1024, 1000),
+            (5000, 1000),
+            (7, 3),
+        ] {
+            let sizes: Vec<(usize, usize)> = chunk_sizes(n, max).collect();
+            assert_eq!(
+                sizes.iter().map(|s| s.0).sum::<usize>(),
+                n,
+                "{n} rows, max {max}: {sizes:?}"
+            );
+            assert!(
+                sizes.iter().all(|&(rows, padded)| padded.is_power_of_two()
+                    && rows <= padded
+                    && padded <= max),
+                "{sizes:?}"
+            );
+        }
+        assert_eq!(
+            chunk_sizes(1300, 937).collect::<Vec<_>>(),
+            [(512, 512), (512, 512), (276, 512)]
+        );
+        assert_eq!(chunk_sizes(5, 937).collect::<Vec<_>>(), [(5, 8)]);
+    }
+
+    #[test]
+    fn id_lists_are_padded_with_the_last_id() {
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let (sql, args) = id_list(Backend::Sqlite, "x IN ({ids})", &[Val::Int(Some(7))], &ids);
+        assert_eq!(sql, "x IN (?2, ?3, ?4, ?5)");
+        let text = |s: &str| Val::Text(Some(s.to_string()));
+        assert_eq!(
+            args,
+            vec![
+                Val::Int(Some(7)),
+                text("a"),
+                text("b"),
+                text("c"),
+                text("c")
+            ]
+        );
+        let (sql, _) = id_list(Backend::Postgres, "x IN ({ids})", &[], &ids[..1]);
+        assert_eq!(sql, "x IN ($1)");
+    }
 }

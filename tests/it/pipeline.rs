@@ -221,3 +221,37 @@ async fn a_dry_run_writes_nothing_and_names_what_the_real_run_then_does() {
         assert_eq!(again.preview_text(10), "nothing would change\n");
     }
 }
+
+#[tokio::test]
+async fn a_new_sqlite_file_gets_16_kib_pages_and_an_older_one_keeps_its_own_and_syncs() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::{ConnectOptions, Connection};
+
+    let (sim, server) = simulator(sim_options(250, 5)).await;
+    let fresh = crate::common::sqlite();
+    let older = crate::common::sqlite();
+    // An older closebot-sync created its file with SQLite's default 4 KiB pages.
+    let path = older.dir.path().join("mirror.db");
+    let mut c = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .page_size(4096)
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE older_tool_was_here (x INTEGER)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+
+    for (db, pages) in [(&fresh, 16_384), (&older, 4_096)] {
+        let m = Mirror::new(settings(&server.base_url(), db, &[])).await;
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+        let size = m.dump("SELECT page_size FROM pragma_page_size()").await;
+        assert_eq!(size[0]["page_size"], Value::from(pages), "{}", db.url);
+        assert_mirrors(&m, &sim.listing()).await;
+    }
+}

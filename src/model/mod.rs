@@ -19,6 +19,15 @@ pub enum Val {
     Json(Option<String>),
 }
 
+impl Val {
+    pub fn is_null(&self) -> bool {
+        matches!(
+            self,
+            Val::Text(None) | Val::Int(None) | Val::Bool(None) | Val::Time(None) | Val::Json(None)
+        )
+    }
+}
+
 pub type Row = Vec<Val>;
 
 /// A table the apply writes: its name and the columns a row fills, in order.

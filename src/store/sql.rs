@@ -149,13 +149,16 @@ pub type Statements<'a> = Box<dyn Iterator<Item = Statement> + Send + 'a>;
 impl Backend {
     /// The statements that insert `rows` into `table`, in as few statements as the bind
     /// limits allow; `conflict` is appended to each (e.g. an `ON CONFLICT ... DO UPDATE`).
-    /// The rows must not hold the same key twice, which the callers guarantee.
+    /// The rows must not hold the same key twice, and their first column must not be
+    /// NULL (it is the key, or part of it, in every table written so), which the callers
+    /// guarantee.
     ///
     /// SQLite gets multi-row `VALUES` lists of anonymous `?` placeholders: it resolves
     /// `$n` names by a linear search, so a statement of thousands of them parses and binds
-    /// in quadratic time (that was 90% of a first sync). The statements hold a power of two
-    /// of rows (see [`chunk_sizes`]), so a table needs a handful of distinct statements and
-    /// the connection keeps them prepared. `OR FAIL` spares SQLite the statement journal
+    /// in quadratic time (that was 90% of a first sync). A statement holds 512 rows (fewer
+    /// where the bind limit says so), the last of a batch padded to a power of two with
+    /// rows of NULLs that its `WHERE column1 IS NOT NULL` drops (see [`chunk_sizes`]), so
+    /// a table needs a dozen distinct statements and the connection keeps them prepared. `OR FAIL` spares SQLite the statement journal
     /// (a copy of every page a statement touches, kept to undo just that statement): a
     /// failed statement fails the whole run, whose transaction is rolled back.
     ///
@@ -213,6 +216,12 @@ fn sqlite_insert(
     conflict: &str,
     doing: &'static str,
 ) -> Statements<'static> {
+    // A real row with a NULL first column would be dropped with the padding: refuse it.
+    assert!(
+        rows.iter().all(|r| r.first().is_some_and(|v| !v.is_null())),
+        "a row for {table} has no value in its first column, {}",
+        columns[0]
+    );
     let head = format!(
         "INSERT OR FAIL INTO {table} ({}) SELECT * FROM (VALUES ",
         columns.join(", ")
@@ -463,6 +472,13 @@ mod tests {
             [(512, 512), (512, 512), (276, 512)]
         );
         assert_eq!(chunk_sizes(5, 937).collect::<Vec<_>>(), [(5, 8)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no value in its first column")]
+    fn a_row_without_its_key_is_refused_rather_than_dropped_with_the_padding() {
+        let rows = vec![vec![Val::Text(Some("a".into()))], vec![Val::Text(None)]];
+        let _ = Backend::Sqlite.insert("t", &["k"], rows, "", "testing");
     }
 
     #[test]

@@ -2,14 +2,13 @@
 //! process of its own (`closebot-sync sync --json`, so its peak memory is its own), on
 //! SQLite and PostgreSQL, at several sizes; a Markdown table and the targets it meets.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::simulator::{Faults, MutationPlan, SimOptions, SimServer, Simulator};
+use crate::simulator::{Faults, MutationPlan, SimServer, Simulator};
 
 /// The default of `api.concurrency`, which the targets are stated for.
 const CONCURRENCY: usize = 4;
@@ -331,14 +330,7 @@ async fn serve(
     exe: &Path,
     dir: &Path,
 ) -> anyhow::Result<(Simulator, SimServer, Runner)> {
-    let options = SimOptions {
-        seed,
-        sources,
-        ..SimOptions::default()
-    };
-    let key = options.api_key.clone();
-    let sim = Simulator::new(options);
-    let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let (sim, server, key) = crate::demo::local_simulator(seed, sources).await?;
     let runner = Runner {
         exe: exe.to_path_buf(),
         workdir: dir.to_path_buf(),

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::closebot::Client;
 use crate::config::Settings;
-use crate::simulator::{MutationPlan, SimOptions, Simulator};
+use crate::simulator::{MutationPlan, SimOptions, SimServer, Simulator};
 use crate::store::Store;
 use crate::sync::{run_once, RunReport, SyncOptions};
 
@@ -51,9 +51,12 @@ pub(crate) fn remove_database(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts the simulator, syncs into `db` (made anew), changes some sources, syncs again,
-/// and prints what changed and how to look at it.
-pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> anyhow::Result<u8> {
+/// A simulated agency of `sources` sources served on a free loopback port, and the API
+/// key it accepts.
+pub(crate) async fn local_simulator(
+    seed: u64,
+    sources: usize,
+) -> std::io::Result<(Simulator, SimServer, String)> {
     let options = SimOptions {
         seed,
         sources,
@@ -62,6 +65,13 @@ pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> 
     let key = options.api_key.clone();
     let sim = Simulator::new(options);
     let server = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    Ok((sim, server, key))
+}
+
+/// Starts the simulator, syncs into `db` (made anew), changes some sources, syncs again,
+/// and prints what changed and how to look at it.
+pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> anyhow::Result<u8> {
+    let (sim, server, key) = local_simulator(seed, sources).await?;
     remove_database(db)?;
     let db_url = format!("sqlite://{}", db.display());
     let s = pointed_at(settings, &server.base_url(), &key, db_url.clone())?;

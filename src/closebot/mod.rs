@@ -1,9 +1,11 @@
 //! The CloseBot API: wire types (tolerant of null and missing), the HTTP client, the page walk.
 
 pub mod client;
+pub mod untrusted;
 pub mod walk;
 pub mod wire;
 
 pub use client::{ApiError, Client};
+pub use untrusted::printable;
 pub use walk::{walk, PageSink, Walk};
 pub use wire::{Page, PageError, RawSource, Source};

@@ -220,6 +220,8 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             let mut c = store.acquire().await?;
             let rows = runs::last(&mut c.conn(), n).await?;
             print!("{}", crate::report::runs_table(&rows));
+            let (rejects, total) = runs::open_rejects(&mut c.conn(), 10).await?;
+            print!("{}", crate::report::rejects_text(&rejects, total));
             let health = crate::health::Health::read(&store, settings.health_max_age).await?;
             println!("health: {}", health.describe());
             Ok(exit::OK)

@@ -18,5 +18,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(closebot_sync::cli::main(cli))
+    let code = runtime.block_on(closebot_sync::cli::main(cli));
+    // A task on the blocking pool (a large page's parsing, a large record's diff) of a run
+    // that was stopped cannot be interrupted: do not let it hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::model::SECRET_FIELDS;
+use crate::closebot::printable;
 use crate::store::history::{self, ChangeRow, VersionRow};
-use crate::store::runs::RunRow;
+use crate::store::runs::{RejectRow, RunRow};
 use crate::store::Conn;
 
 fn cut(s: &str, n: usize) -> String {
@@ -23,7 +23,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         return "no runs yet: run `closebot-sync sync`\n".to_string();
     }
     let mut out = format!(
-        "{:>6}  {:<20}  {:>8}  {:<9}  {:<8}  {:>5}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>8}  {}\n",
+        "{:>6}  {:<20}  {:>8}  {:<9}  {:<8}  {:>5}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>8}  {:>8}  {}\n",
         "run",
         "started (UTC)",
         "took",
@@ -36,6 +36,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         "unchanged",
         "deleted",
         "restored",
+        "rejected",
         "notes / error"
     );
     for r in rows {
@@ -50,7 +51,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
             .unwrap_or_else(|| "-".to_string());
         let remark = r.error.as_deref().or(r.notes.as_deref()).unwrap_or("");
         out.push_str(&format!(
-            "{:>6}  {:<20}  {:>8}  {:<9}  {:<8}  {:>5}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>8}  {}\n",
+            "{:>6}  {:<20}  {:>8}  {:<9}  {:<8}  {:>5}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>8}  {:>8}  {}\n",
             r.run_id,
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             took,
@@ -63,8 +64,37 @@ pub fn runs_table(rows: &[RunRow]) -> String {
             r.sources_unchanged,
             r.sources_deleted,
             r.sources_restored,
-            cut(remark, 120)
+            r.sources_rejected,
+            cut(&printable(remark), 120)
         ));
+    }
+    out
+}
+
+/// The sources quarantined now, for `status`: nothing when there are none.
+pub fn rejects_text(rows: &[RejectRow], total: i64) -> String {
+    if total == 0 {
+        return String::new();
+    }
+    let noun = if total == 1 {
+        "source is"
+    } else {
+        "sources are"
+    };
+    let mut out = format!(
+        "quarantined: {total} {noun} kept at their last good state because the API sends a record the mirror cannot store (see source_rejects):\n"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "  {}  since {}  {}: {}\n",
+            printable(&r.source_id),
+            r.first_seen_at.format("%Y-%m-%d %H:%M:%S"),
+            printable(&r.field_path),
+            cut(&printable(&r.reason), 120)
+        ));
+    }
+    if (rows.len() as i64) < total {
+        out.push_str(&format!("  ... and {} more\n", total - rows.len() as i64));
     }
     out
 }
@@ -154,12 +184,7 @@ pub async fn export(
         let Some(last) = slice.last() else { break };
         after = last.source_id.clone();
         for r in slice {
-            let mut record: serde_json::Value = serde_json::from_str(&r.record)?;
-            if let Some(map) = record.as_object_mut() {
-                for f in SECRET_FIELDS {
-                    map.shift_remove(f);
-                }
-            }
+            let record = crate::model::record::for_export(serde_json::from_str(&r.record)?);
             if n > 0 {
                 out.write_all(b",")?;
             }

@@ -67,7 +67,7 @@ fn describe() {
     );
     describe_gauge!(
         "closebot_sync_last_run_sources",
-        "Sources of the last run by what happened to them (state)."
+        "Sources of the last run by what happened to them (state; `rejected`: quarantined, see source_rejects)."
     );
     describe_gauge!(
         "closebot_sync_last_success_timestamp_seconds",

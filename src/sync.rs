@@ -10,9 +10,10 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::closebot::printable;
 use crate::closebot::{walk, ApiError, Client, PageSink, RawSource};
 use crate::config::Settings;
-use crate::model::{prepare, Prepared};
+use crate::model::{prepare, Prepared, Rejected};
 use crate::store::apply::{Applier, Preview, PREVIEW_MAX};
 use crate::store::runs::{self, RunCounts, RunStatus};
 use crate::store::{Store, StoreError};
@@ -23,12 +24,6 @@ pub enum SyncError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("page {page} holds a source the mirror cannot store: source {source_id}: {problem}")]
-    BadSource {
-        page: u32,
-        source_id: String,
-        problem: String,
-    },
     #[error("the run was stopped by shutdown before it finished; nothing of it was applied")]
     Cancelled,
 }
@@ -178,37 +173,99 @@ struct Sink<'a> {
     cancel: &'a CancellationToken,
 }
 
+/// A page's sources ready to apply, and those quarantined.
+type PreparedPage = (Vec<Prepared>, Vec<Rejected>);
+
 impl PageSink for Sink<'_> {
     type Error = SyncError;
-    type Page = Vec<Prepared>;
+    type Page = PreparedPage;
 
     fn preparer(
         &self,
-    ) -> impl Fn(u32, Vec<RawSource>) -> Result<Vec<Prepared>, SyncError> + Clone + Send + Sync + 'static
+    ) -> impl Fn(u32, Vec<RawSource>) -> Result<PreparedPage, SyncError> + Clone + Send + Sync + 'static
     {
         let store_credentials = self.store_credentials;
         move |page, sources| {
-            sources
-                .into_iter()
-                .map(|raw| {
-                    let source_id = raw.id.clone();
-                    prepare(raw, store_credentials).map_err(|problem| SyncError::BadSource {
-                        page,
-                        source_id,
-                        problem,
-                    })
-                })
-                .collect()
+            let mut page_of = (Vec::with_capacity(sources.len()), Vec::new());
+            for raw in sources {
+                match prepare(raw, store_credentials) {
+                    Ok(p) => page_of.0.push(p),
+                    Err(r) => {
+                        tracing::warn!(page, source_id = %printable(&r.id), field = %r.defect.field,
+                            problem = %r.defect.problem, "a source's record cannot be mirrored: quarantined");
+                        page_of.1.push(r);
+                    }
+                }
+            }
+            Ok(page_of)
         }
     }
 
-    async fn accept(&mut self, _page: u32, prepared: Vec<Prepared>) -> Result<(), SyncError> {
+    async fn accept(
+        &mut self,
+        _page: u32,
+        (prepared, rejected): PreparedPage,
+    ) -> Result<(), SyncError> {
         if self.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
+        self.applier.reject(rejected);
         self.applier.apply(prepared).await?;
         Ok(())
     }
+}
+
+/// The notes a run adds for quarantined and duplicate sources (the first few by id).
+fn quality_notes(applier: &Applier) -> Vec<String> {
+    const SHOWN: usize = 3;
+    let mut notes = Vec::new();
+    let mut rejected = applier.rejected();
+    if !rejected.is_empty() {
+        rejected.sort_by(|a, b| a.id.cmp(&b.id));
+        let first: Vec<String> = rejected
+            .iter()
+            .take(SHOWN)
+            .map(|r| {
+                format!(
+                    "{} ({})",
+                    printable(&crate::store::apply::reject_key(&r.id)),
+                    r.defect
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "{} {} quarantined, {} kept as stored (see source_rejects): {}{}",
+            rejected.len(),
+            if rejected.len() == 1 {
+                "source"
+            } else {
+                "sources"
+            },
+            if rejected.len() == 1 {
+                "its state"
+            } else {
+                "their state"
+            },
+            first.join("; "),
+            if rejected.len() > SHOWN { "; ..." } else { "" }
+        ));
+    }
+    let duplicates = applier.duplicates();
+    if !duplicates.is_empty() {
+        let first: Vec<String> = duplicates
+            .iter()
+            .take(SHOWN)
+            .map(|id| printable(id).into_owned())
+            .collect();
+        notes.push(format!(
+            "the listing held {} {} more than once with different content; the copy with the smallest content hash was kept: {}{}",
+            duplicates.len(),
+            if duplicates.len() == 1 { "source" } else { "sources" },
+            first.join(", "),
+            if duplicates.len() > SHOWN { ", ..." } else { "" }
+        ));
+    }
+    notes
 }
 
 /// Runs one sync. An error before the run row exists (the lock is taken, the database is
@@ -371,34 +428,44 @@ async fn walk_and_apply(
         }
     }
     counts.seen = union.len() as u64;
-    let Some(seen) = complete else {
-        let (missing, _) = applier.missing(&union).await?;
-        applier.record_misses(&missing).await?;
-        let note = format!(
-            "the listing could not be shown complete after {} walks, so nothing was marked deleted ({})",
-            counts.walks,
-            problems.join("; ")
-        );
-        return Ok((RunStatus::Partial, Some(note)));
-    };
-    let (missing, live) = applier.missing(&seen).await?;
+    let mut notes = Vec::new();
     let mut status = RunStatus::Succeeded;
-    let mut note = None;
-    let limit = settings.sync.max_delete_fraction * live as f64;
-    if !missing.is_empty() && missing.len() as f64 > limit && !options.allow_mass_delete {
-        let text = format!(
-            "the listing no longer holds {} of {live} live sources, more than sync.max_delete_fraction ({}) allows: \
-             nothing was marked deleted; if the sources really are gone, run `closebot-sync sync --allow-mass-delete` once",
-            missing.len(),
-            settings.sync.max_delete_fraction
-        );
-        tracing::warn!(missing = missing.len(), live, "{text}");
-        applier.record_misses(&missing).await?;
-        status = RunStatus::Partial;
-        note = Some(text);
-    } else {
-        applier.delete(&missing).await?;
+    match &complete {
+        None => {
+            let (missing, _) = applier.missing(&union).await?;
+            applier.record_misses(&missing).await?;
+            status = RunStatus::Partial;
+            notes.push(format!(
+                "the listing could not be shown complete after {} walks, so nothing was marked deleted ({})",
+                counts.walks,
+                problems.join("; ")
+            ));
+        }
+        Some(seen) => {
+            let (missing, live) = applier.missing(seen).await?;
+            let limit = settings.sync.max_delete_fraction * live as f64;
+            if !missing.is_empty() && missing.len() as f64 > limit && !options.allow_mass_delete {
+                let text = format!(
+                    "the listing no longer holds {} of {live} live sources, more than sync.max_delete_fraction ({}) allows: \
+                     nothing was marked deleted; if the sources really are gone, run `closebot-sync sync --allow-mass-delete` once",
+                    missing.len(),
+                    settings.sync.max_delete_fraction
+                );
+                tracing::warn!(missing = missing.len(), live, "{text}");
+                applier.record_misses(&missing).await?;
+                status = RunStatus::Partial;
+                notes.push(text);
+            } else {
+                applier.delete(&missing).await?;
+            }
+        }
     }
+    applier.settle_rejects(complete.as_ref()).await?;
+    counts.rejected = applier.rejected().len() as u64;
+    if counts.rejected > 0 {
+        status = RunStatus::Partial;
+    }
+    notes.extend(quality_notes(applier));
     if let Some(days) = settings.history_retain_days {
         let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
         applier.prune(cutoff).await?;
@@ -408,5 +475,6 @@ async fn walk_and_apply(
     }
     // `missing` sent the pending writes already; this states the rule for the commit.
     applier.flush().await?;
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok((status, note))
 }

@@ -40,6 +40,7 @@ pub fn record_run(report: &RunReport) {
         ("unchanged", c.unchanged),
         ("deleted", c.deleted),
         ("restored", c.restored),
+        ("rejected", c.rejected),
     ] {
         metrics::gauge!("closebot_sync_last_run_sources", "state" => state).set(n as f64);
     }

@@ -1,8 +1,32 @@
 //! Text from the API is untrusted: before any of it reaches a terminal, a log line,
 //! `/healthz` or a table cell, its control characters are escaped, so a server cannot move
-//! the cursor, clear a screen or forge a log line.
+//! the cursor, clear a screen or forge a log line; and text bound for a column loses the NUL
+//! that no PostgreSQL text can hold.
 
 use std::borrow::Cow;
+
+/// Object members whose name (compared case-insensitively, at any depth of a record, in
+/// known and unknown fields alike) marks a credential. Their values never reach a table in
+/// clear, an error message or a log line: the stored record holds a fingerprint instead
+/// (see `model::record::redact`), and `export` leaves them out.
+pub const SECRET_NAMES: [&str; 11] = [
+    "key",
+    "accessToken",
+    "refreshToken",
+    "idToken",
+    "token",
+    "apiKey",
+    "secret",
+    "clientSecret",
+    "password",
+    "privateKey",
+    "authorization",
+];
+
+/// Whether an object member of this name holds a credential.
+pub fn is_secret_name(name: &str) -> bool {
+    SECRET_NAMES.iter().any(|s| name.eq_ignore_ascii_case(s))
+}
 
 /// `text` with every control character (C0, DEL, C1, line breaks included) written as a
 /// Rust-style escape (`\u{1b}`, `\n`); text without any is returned as it is.
@@ -19,6 +43,16 @@ pub fn printable(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Text for a typed column or a key: a NUL (which PostgreSQL cannot store, and at which
+/// SQLite's text functions stop) becomes U+FFFD, on both backends alike.
+pub fn clean_text(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::untrusted::{clean_text, is_secret_name, printable};
+
 /// One page as the API sent it. Sources stay raw JSON (so unknown fields survive) until
 /// the model turns them into rows.
 #[derive(Debug)]
@@ -14,17 +16,35 @@ pub struct Page {
     pub page_size: Option<u64>,
     /// `results`; a `null` results array is an empty page.
     pub results: Vec<RawSource>,
-    /// Results without a `sourceId` (null, missing or empty): they cannot be mirrored and
-    /// are left out, and the walk that met them cannot be shown complete.
+    /// Results without a usable `sourceId` (null, missing, empty or not a string): they
+    /// cannot be mirrored and are left out, and the walk that met them cannot be shown
+    /// complete.
     pub unidentified: usize,
 }
 
-/// One source of a page: its id, the record exactly as sent, and the typed view of it.
+/// One source of a page: its id, the record exactly as sent, and the typed view of it, or
+/// why the record does not fit the typed view (the source is then quarantined, not the page
+/// failed).
 #[derive(Debug)]
 pub struct RawSource {
+    /// The `sourceId`, a NUL in it replaced (see [`clean_text`]).
     pub id: String,
     pub raw: Value,
-    pub typed: Source,
+    pub typed: Result<Source, Defect>,
+}
+
+/// What is wrong with one source's record: the field (a path such as `wallet.topUpAmount`)
+/// and the problem, in words with any quoted server text already escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defect {
+    pub field: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.problem)
+    }
 }
 
 /// What was wrong with a page the server sent.
@@ -42,8 +62,6 @@ pub enum PageError {
     WrongPage { asked: u32, got: i64 },
     #[error("result #{index} is not an object")]
     ResultNotObject { index: usize },
-    #[error("source {source_id}: {problem}")]
-    BadSource { source_id: String, problem: String },
 }
 
 fn type_name(v: &Value) -> String {
@@ -114,23 +132,16 @@ pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
         let Value::Object(obj) = &item else {
             return Err(PageError::ResultNotObject { index });
         };
+        // A result without a usable id cannot be mirrored, nor quarantined by id: it is
+        // left out, and the walk that met it cannot be shown complete.
         let source_id = match obj.get("sourceId") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Null) | Some(Value::String(_)) | None => {
+            Some(Value::String(s)) if !s.is_empty() => clean_text(s.clone()),
+            _ => {
                 unidentified += 1;
                 continue;
             }
-            Some(other) => {
-                return Err(PageError::BadSource {
-                    source_id: format!("#{index}"),
-                    problem: format!("sourceId is {}", type_name(other)),
-                })
-            }
         };
-        let typed = Source::from_value(&item).map_err(|problem| PageError::BadSource {
-            source_id: source_id.clone(),
-            problem,
-        })?;
+        let typed = Source::from_value(&item);
         sources.push(RawSource {
             id: source_id,
             raw: item,
@@ -261,22 +272,26 @@ pub struct Wallet {
 
 impl Source {
     /// Reads a raw record; the error names the field path and what was found there.
-    pub fn from_value(value: &Value) -> Result<Source, String> {
+    pub fn from_value(value: &Value) -> Result<Source, Defect> {
         // The plain deserializer first; only a record that fails it is read again with
         // the path tracking that names the field (which costs a third more on every record).
         if let Ok(source) = Source::deserialize(value) {
             return Ok(source);
         }
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "key" || path == "accessToken" {
-                // The value may be the credential itself: never echo it.
-                return format!(
-                    "field `{path}` is not a string (value not shown: it is a credential)"
-                );
+        match serde_path_to_error::deserialize::<_, Source>(value) {
+            Ok(source) => Ok(source),
+            Err(e) => {
+                let field = printable(&e.path().to_string()).into_owned();
+                let last = field.rsplit(['.', '[']).next().unwrap_or_default();
+                let problem = if is_secret_name(last) {
+                    // The value may be the credential itself: never echo it.
+                    "not of the expected type (value not shown: it is a credential)".to_string()
+                } else {
+                    printable(&e.into_inner().to_string()).into_owned()
+                };
+                Err(Defect { field, problem })
             }
-            format!("field `{path}`: {}", e.into_inner())
-        })
+        }
     }
 }
 
@@ -337,11 +352,25 @@ mod tests {
     #[test]
     fn a_credential_of_the_wrong_type_is_named_but_never_shown() {
         let body = json!({"total": 1, "page": 0, "results": [{"sourceId": "s1", "accessToken": 123456789}]});
-        let e = parse_page(body.to_string().as_bytes(), 0)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("s1") && e.contains("accessToken"), "{e}");
-        assert!(!e.contains("123456789"), "{e}");
+        let page = parse_page(body.to_string().as_bytes(), 0).unwrap();
+        let defect = page.results[0].typed.as_ref().unwrap_err();
+        assert_eq!(defect.field, "accessToken");
+        assert!(!defect.to_string().contains("123456789"), "{defect}");
+    }
+
+    #[test]
+    fn a_record_of_the_wrong_shape_is_kept_with_its_defect_and_the_page_goes_on() {
+        let body = json!({"total": 3, "page": 0, "results": [
+            {"sourceId": "s1", "wallet": {"topUpAmount": 1.5}},
+            {"sourceId": "s\u{0}2", "name": "fine"},
+            {"sourceId": 7}
+        ]});
+        let page = parse_page(body.to_string().as_bytes(), 0).unwrap();
+        assert_eq!((page.results.len(), page.unidentified), (2, 1));
+        let defect = page.results[0].typed.as_ref().unwrap_err();
+        assert_eq!(defect.field, "wallet.topUpAmount");
+        assert_eq!(page.results[1].id, "s\u{FFFD}2");
+        assert!(page.results[1].typed.is_ok());
     }
 
     #[test]

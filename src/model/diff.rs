@@ -1,7 +1,13 @@
 //! Field-level comparison of two redacted records, for `source_changes`. Arrays whose
 //! elements carry distinct ids (bots, tags) are matched by id, so a reorder is no change.
+//! The work is linear in the records' size (ids are matched through hash maps, id-less
+//! elements through their content hashes): a source with 80,000 bots is one more record.
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
+
+use super::record::content_hash;
 
 /// One changed field. `None` means the field was absent on that side (not JSON null).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +38,7 @@ fn compare(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<F
         (Some(Value::Object(a)), Some(Value::Object(b))) => compare_objects(path, a, b, out),
         (Some(Value::Array(a)), Some(Value::Array(b))) if a != b => match (keyed(a), keyed(b)) {
             (Some(ka), Some(kb)) => {
-                compare_by_id(path, &ka.with_id, &kb.with_id, out);
+                compare_by_id(path, &ka, &kb, out);
                 if !same_multiset(&ka.without_id, &kb.without_id) {
                     // Elements without an id cannot be matched: show the whole array.
                     push(path, old, new, out);
@@ -69,10 +75,11 @@ fn compare_objects(
     }
 }
 
-/// An array of objects that carry an `id` field, split into those with a usable id and
-/// those whose id is null.
+/// An array of objects that carry an `id` field, split into those with a usable id (in
+/// order, and by id) and those whose id is null.
 struct Keyed<'a> {
     with_id: Vec<(&'a str, &'a Value)>,
+    by_id: HashMap<&'a str, &'a Value>,
     without_id: Vec<&'a Value>,
 }
 
@@ -81,12 +88,13 @@ struct Keyed<'a> {
 fn keyed(items: &[Value]) -> Option<Keyed<'_>> {
     let mut k = Keyed {
         with_id: Vec::with_capacity(items.len()),
+        by_id: HashMap::with_capacity(items.len()),
         without_id: Vec::new(),
     };
     for item in items {
         match item.as_object()?.get("id")? {
             Value::String(id) => {
-                if k.with_id.iter().any(|(x, _)| *x == id.as_str()) {
+                if k.by_id.insert(id.as_str(), item).is_some() {
                     return None;
                 }
                 k.with_id.push((id.as_str(), item));
@@ -98,34 +106,28 @@ fn keyed(items: &[Value]) -> Option<Keyed<'_>> {
     Some(k)
 }
 
-/// Equal as multisets of JSON values (object key order never matters).
+/// Equal as multisets of JSON values (object key order never matters): the sorted
+/// content hashes of both sides agree.
 fn same_multiset(a: &[&Value], b: &[&Value]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let mut unmatched: Vec<&Value> = b.to_vec();
-    a.iter()
-        .all(|x| match unmatched.iter().position(|y| y == x) {
-            Some(i) => {
-                unmatched.swap_remove(i);
-                true
-            }
-            None => false,
-        })
+    let hashes = |side: &[&Value]| {
+        let mut h: Vec<String> = side.iter().map(|v| content_hash(v)).collect();
+        h.sort_unstable();
+        h
+    };
+    hashes(a) == hashes(b)
 }
 
-fn compare_by_id(
-    path: &str,
-    a: &[(&str, &Value)],
-    b: &[(&str, &Value)],
-    out: &mut Vec<FieldChange>,
-) {
-    for (id, item) in a {
-        let there = b.iter().find(|(x, _)| x == id).map(|(_, v)| *v);
+fn compare_by_id(path: &str, a: &Keyed<'_>, b: &Keyed<'_>, out: &mut Vec<FieldChange>) {
+    for (id, item) in &a.with_id {
+        let there = b.by_id.get(id).copied();
         compare(&format!("{path}[id={id}]"), Some(item), there, out);
     }
-    for (id, item) in b {
-        if !a.iter().any(|(x, _)| x == id) {
+    let known: HashSet<&str> = a.with_id.iter().map(|(id, _)| *id).collect();
+    for (id, item) in &b.with_id {
+        if !known.contains(id) {
             compare(&format!("{path}[id={id}]"), None, Some(item), out);
         }
     }
@@ -173,6 +175,22 @@ mod tests {
         let changes = diff(&old, &renamed);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].path, "tags");
+    }
+
+    #[test]
+    fn one_renamed_bot_among_many_is_one_change_named_by_its_id() {
+        let bots = |renamed: &str| {
+            let mut v: Vec<Value> = (0..20_000)
+                .map(|i| json!({"id": format!("b{i}"), "botName": format!("bot {i}")}))
+                .collect();
+            v[12_345]["botName"] = json!(renamed);
+            v.push(json!({"id": null, "botName": "no id"}));
+            json!({ "bots": v })
+        };
+        let changes = diff(&bots("bot 12345"), &bots("renamed"));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path, "bots[id=b12345].botName");
+        assert_eq!(changes[0].new, Some(json!("renamed")));
     }
 
     #[test]

@@ -6,8 +6,21 @@ pub mod record;
 
 use chrono::{DateTime, Utc};
 
-use crate::closebot::wire::{RawSource, Source};
-pub use record::{fingerprint, parse_time, redact, SECRET_FIELDS};
+use crate::closebot::wire::{Defect, RawSource, Source};
+pub use record::{clean_text, fingerprint, parse_time, redact};
+
+/// The longest id (`sourceId`, a bot's `id`) the mirror stores. Ids are keys of btree
+/// indexes, which PostgreSQL limits to about 2,700 bytes a row; real ids are 20 to 40
+/// characters. A source with a longer one is quarantined.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// A source the run cannot mirror as the API sent it. It is quarantined: its stored state
+/// stays as it was, and `source_rejects` says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub id: String,
+    pub defect: Defect,
+}
 
 /// One SQL value, typed so that a NULL binds with the column's type on PostgreSQL.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,27 +205,70 @@ pub struct Prepared {
     pub bots: Vec<(String, Option<String>)>,
 }
 
+/// Text for a typed column (a NUL becomes U+FFFD: see [`clean_text`]).
 fn text(s: Option<String>) -> Val {
-    Val::Text(s)
+    Val::Text(s.map(clean_text))
 }
 
 fn int(i: usize) -> Val {
     Val::Int(Some(i as i64))
 }
 
-fn time(field: &str, s: Option<String>) -> Result<Val, String> {
-    s.map(|s| parse_time(&s).map_err(|e| format!("field `{field}`: {e}")))
-        .transpose()
-        .map(Val::Time)
+fn time(field: &str, s: Option<String>) -> Result<Val, Defect> {
+    s.map(|s| {
+        parse_time(&s).map_err(|problem| Defect {
+            field: field.to_string(),
+            problem: crate::closebot::printable(&problem).into_owned(),
+        })
+    })
+    .transpose()
+    .map(Val::Time)
 }
 
-/// Turns one raw source into everything the store writes. Fails (naming the field) only on
-/// a value no column can hold, such as a date-time that does not parse.
-pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, String> {
+/// An id no index can hold.
+fn check_id(field: String, id: &str) -> Result<(), Defect> {
+    if id.len() <= MAX_ID_BYTES {
+        return Ok(());
+    }
+    Err(Defect {
+        field,
+        problem: format!(
+            "the id is {} bytes long; ids longer than {MAX_ID_BYTES} bytes cannot be indexed",
+            id.len()
+        ),
+    })
+}
+
+/// Turns one raw source into everything the store writes, or says why it cannot: a record
+/// of the wrong shape, an id too long to index, a value no column can hold (a date-time
+/// that does not parse). Such a source is quarantined, never the run failed.
+pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Rejected> {
     let RawSource { id, raw, typed } = raw;
-    let record = redact(raw);
-    let record_json = serde_json::to_string(&record).expect("a JSON value serializes");
-    let hash = record::content_hash(&record);
+    match typed
+        .and_then(|typed| check_id("sourceId".into(), &id).map(|()| typed))
+        .and_then(|typed| rows(&id, typed, store_credentials))
+    {
+        Ok((source_row, children, bots)) => {
+            let record = redact(raw);
+            let record_json = serde_json::to_string(&record).expect("a JSON value serializes");
+            let hash = record::content_hash(&record);
+            Ok(Prepared {
+                id,
+                record_json,
+                hash,
+                source_row,
+                children,
+                bots,
+            })
+        }
+        Err(defect) => Err(Rejected { id, defect }),
+    }
+}
+
+type Rows = (Row, [Vec<Row>; 11], Vec<(String, Option<String>)>);
+
+/// The typed rows of one source, for every table.
+fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect> {
     let Source {
         agency_id,
         name,
@@ -243,7 +299,7 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
         hubspot_owner_id,
         source_id: _,
     } = typed;
-    let sid = || Val::Text(Some(id.clone()));
+    let sid = || Val::Text(Some(id.to_string()));
     let key_sha = key.as_deref().map(fingerprint);
     let token_sha = access_token.as_deref().map(fingerprint);
     let (key, access_token) = if store_credentials {
@@ -294,7 +350,11 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
     let mut bot_dim = Vec::new();
     for (b, bot) in bots.unwrap_or_default().into_iter().enumerate() {
         if let Some(bot_id) = &bot.id {
-            bot_dim.push((bot_id.clone(), bot.bot_name.clone()));
+            check_id(format!("bots[{b}].id"), bot_id)?;
+            bot_dim.push((
+                clean_text(bot_id.clone()),
+                bot.bot_name.clone().map(clean_text),
+            ));
         }
         let filter = bot.tag_filter_config.unwrap_or_default();
         children[BOTS].push(vec![
@@ -383,13 +443,5 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
     {
         children[SCRIPT_DOMAINS].push(vec![sid(), int(p), text(domain)]);
     }
-    drop(record);
-    Ok(Prepared {
-        id,
-        record_json,
-        hash,
-        source_row,
-        children,
-        bots: bot_dim,
-    })
+    Ok((source_row, children, bot_dim))
 }

@@ -5,32 +5,118 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The fields of a source that hold CRM credentials.
-pub const SECRET_FIELDS: [&str; 2] = ["key", "accessToken"];
+pub use crate::closebot::untrusted::{clean_text, is_secret_name, SECRET_NAMES};
+
 /// How a fingerprint starts in a redacted record, so nobody mistakes it for the credential.
 pub const FINGERPRINT_PREFIX: &str = "sha256:";
+/// Neither PostgreSQL's `text` nor its `jsonb` can hold a NUL character. In a stored record
+/// a NUL is written as this private-use character followed by `0`, and the character itself
+/// as two of it, so the record keeps every string exactly and `export` turns it back. Typed
+/// columns hold U+FFFD (the replacement character) for a NUL instead: see [`clean_text`].
+pub const NUL_ESCAPE: char = '\u{E000}';
 
 /// SHA-256 of a credential, in lowercase hex.
 pub fn fingerprint(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Replaces each credential string by `sha256:<hex>`; a null or missing credential stays so.
-/// A credential of another type (never seen; the wire check refuses it) becomes null.
+/// A credential's stand-in: `sha256:<hex>` of the string, or of the compact JSON of a value
+/// of another type (so a change of it still shows); null stays null.
+fn fingerprinted(v: &Value) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        Value::String(s) => Value::String(format!("{FINGERPRINT_PREFIX}{}", fingerprint(s))),
+        other => Value::String(format!(
+            "{FINGERPRINT_PREFIX}{}",
+            fingerprint(&other.to_string())
+        )),
+    }
+}
+
+/// The record as it is stored: every credential (by [`SECRET_NAMES`], at any depth)
+/// replaced by its fingerprint, and every NUL escaped (see [`NUL_ESCAPE`]).
 pub fn redact(mut record: Value) -> Value {
-    if let Value::Object(map) = &mut record {
-        for field in SECRET_FIELDS {
-            if let Some(v) = map.get_mut(field) {
-                *v = match v {
-                    Value::String(s) => {
-                        Value::String(format!("{FINGERPRINT_PREFIX}{}", fingerprint(s)))
-                    }
-                    _ => Value::Null,
-                };
+    redact_in_place(&mut record);
+    record
+}
+
+fn redact_in_place(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if map.keys().any(|k| needs_escape(k)) {
+                let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+                map.extend(entries.into_iter().map(|(k, v)| (escape_nul(&k), v)));
+            }
+            for (k, v) in map.iter_mut() {
+                if is_secret_name(k) {
+                    *v = fingerprinted(v);
+                } else {
+                    redact_in_place(v);
+                }
             }
         }
+        Value::Array(items) => items.iter_mut().for_each(redact_in_place),
+        Value::String(s) if needs_escape(s) => *s = escape_nul(s),
+        _ => {}
     }
+}
+
+fn needs_escape(s: &str) -> bool {
+    s.contains(['\0', NUL_ESCAPE])
+}
+
+fn escape_nul(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            '\0' => out.extend([NUL_ESCAPE, '0']),
+            NUL_ESCAPE => out.extend([NUL_ESCAPE, NUL_ESCAPE]),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape_nul(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != NUL_ESCAPE {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some(NUL_ESCAPE) => out.push(NUL_ESCAPE),
+            // Not written by this program: keep it as it is.
+            Some(other) => out.extend([c, other]),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// A stored record as `export` gives it: as the API sent it (NULs back in place), with
+/// every credential member left out.
+pub fn for_export(mut record: Value) -> Value {
+    export_in_place(&mut record);
     record
+}
+
+fn export_in_place(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|k, _| !is_secret_name(k));
+            if map.keys().any(|k| k.contains(NUL_ESCAPE)) {
+                let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+                map.extend(entries.into_iter().map(|(k, v)| (unescape_nul(&k), v)));
+            }
+            map.values_mut().for_each(export_in_place);
+        }
+        Value::Array(items) => items.iter_mut().for_each(export_in_place),
+        Value::String(s) if s.contains(NUL_ESCAPE) => *s = unescape_nul(s),
+        _ => {}
+    }
 }
 
 /// SHA-256 of the record with every object's keys sorted, so the order in which the API
@@ -104,6 +190,43 @@ mod tests {
         assert_eq!(r["accessToken"], Value::Null);
         assert_eq!(r["name"], json!("n"));
         assert!(!r.to_string().contains("\"k1\""));
+    }
+
+    #[test]
+    fn credentials_are_fingerprinted_by_name_at_any_depth_and_left_out_of_exports() {
+        let r = redact(json!({
+            "bots": [{"id": "b1", "auth": {"refreshToken": "rt-1", "ApiKey": 42}}],
+            "extra": {"nested": [{"PASSWORD": "pw"}]},
+            "keys": "not a credential name"
+        }));
+        let text = r.to_string();
+        for secret in ["rt-1", "\"pw\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(
+            r["bots"][0]["auth"]["refreshToken"],
+            json!(format!("sha256:{}", fingerprint("rt-1")))
+        );
+        assert_eq!(
+            r["bots"][0]["auth"]["ApiKey"],
+            json!(format!("sha256:{}", fingerprint("42")))
+        );
+        assert_eq!(r["keys"], json!("not a credential name"));
+        let exported = for_export(r);
+        assert_eq!(exported["bots"][0]["auth"], json!({}));
+        assert_eq!(exported["extra"]["nested"][0], json!({}));
+        assert_eq!(exported["keys"], json!("not a credential name"));
+    }
+
+    #[test]
+    fn a_nul_is_escaped_in_records_and_comes_back_in_exports() {
+        let sent = json!({"name": "a\u{0}b", "k\u{0}": ["\u{E000}0", "\u{E000}"], "n": 1});
+        let stored = redact(sent.clone());
+        let text = stored.to_string();
+        assert!(!text.contains("\\u0000"), "{text}");
+        assert_eq!(stored["name"], json!("a\u{E000}0b"));
+        assert_eq!(for_export(stored), sent);
+        assert_eq!(clean_text("a\u{0}b".into()), "a\u{FFFD}b");
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! the rows, record the field changes and open a new version. Unchanged sources cost one
 //! indexed read per page and no write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use super::{Doing, StoreError, Tx};
 use crate::model::diff::{diff, FieldChange};
-use crate::model::{Prepared, Row, Val, CHILD_TABLES, SOURCES};
+use crate::model::{Prepared, Rejected, Row, Val, CHILD_TABLES, SOURCES};
 
 /// The bookkeeping columns of `sources` that follow the content columns.
 const SOURCE_BOOKKEEPING: [&str; 9] = [
@@ -79,12 +79,116 @@ pub struct Preview {
     pub deleted: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
+/// A source's stored state as the run found it, before the run wrote anything to it.
+#[derive(sqlx::FromRow, Clone)]
 struct Stored {
     source_id: String,
     content_hash: String,
     version: i64,
     deleted: bool,
+    last_changed_at: DateTime<Utc>,
+    last_changed_run_id: i64,
+    deleted_at: Option<DateTime<Utc>>,
+    deleted_run_id: Option<i64>,
+}
+
+const STORED: &str = "SELECT source_id, content_hash, version, deleted_at IS NOT NULL AS deleted, \
+     last_changed_at, last_changed_run_id, deleted_at, deleted_run_id \
+     FROM sources WHERE source_id IN ({ids})";
+
+/// How a quarantined source is named in `source_rejects`: its id, or for an id too long to
+/// index, its start and its fingerprint.
+pub fn reject_key(id: &str) -> String {
+    if id.len() <= crate::model::MAX_ID_BYTES {
+        return id.to_string();
+    }
+    let start: String = id.chars().take(100).collect();
+    format!(
+        "{start}… ({} bytes, sha256:{})",
+        id.len(),
+        crate::model::fingerprint(id)
+    )
+}
+
+/// The stored records of `ids`, parsed, by id; `query` selects `source_id` and `record`.
+async fn read_records(
+    conn: &mut super::Conn<'_>,
+    query: &str,
+    ids: &[String],
+    column: &str,
+) -> Result<HashMap<String, serde_json::Value>, StoreError> {
+    conn.fetch_for_ids::<StoredRecord>(query, vec![], ids)
+        .await
+        .doing("reading the stored records of changed sources")?
+        .into_iter()
+        .map(|r| match serde_json::from_str(&r.record) {
+            Ok(v) => Ok((r.source_id, v)),
+            Err(e) => Err(StoreError::Corrupt(format!(
+                "{column} of source {} is not JSON ({e}); restore it from source_versions \
+                 or delete the row so that the next run inserts it again",
+                r.source_id
+            ))),
+        })
+        .collect()
+}
+
+/// The field changes of each source in `ids` from its old record to its new one,
+/// computed on a thread of the blocking pool: a record may be large, and the runtime's
+/// threads must stay free to serve timers and signals.
+async fn field_changes(
+    mut old: HashMap<String, serde_json::Value>,
+    ids: &[String],
+    new: &HashMap<String, Prepared>,
+) -> HashMap<String, Vec<FieldChange>> {
+    let work: Vec<(String, serde_json::Value, String)> = ids
+        .iter()
+        .filter_map(|id| Some((id.clone(), old.remove(id)?, new[id].record_json.clone())))
+        .collect();
+    if work.is_empty() {
+        return HashMap::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        work.into_iter()
+            .map(|(id, old, new)| {
+                let new: serde_json::Value =
+                    serde_json::from_str(&new).expect("a record this run serialized parses");
+                let changes = diff(&old, &new);
+                (id, changes)
+            })
+            .collect()
+    })
+    .await
+    .expect("the field diff does not panic")
+}
+
+/// The bookkeeping a written `sources` row takes.
+enum Book {
+    /// The run changed the source: this version, stamped with the run.
+    New { version: i64 },
+    /// The run rewrote the source back to the state it had before the run (a duplicate
+    /// decided after another copy was written): that state's bookkeeping, and no new version.
+    Kept(Stored),
+}
+
+/// What the run decided for a source so far: the outcome, and which copy (by the first 64
+/// bits of its content hash) when the listing holds more than one.
+#[derive(Debug, Clone, Copy)]
+struct Decided {
+    outcome: Outcome,
+    hash: u64,
+}
+
+fn hash_key(hash: &str) -> u64 {
+    u64::from_str_radix(&hash[..16.min(hash.len())], 16).unwrap_or(0)
+}
+
+/// The writes one batch of decisions makes.
+#[derive(Default)]
+struct Plan {
+    written: Vec<(Prepared, Book)>,
+    replaced: Vec<String>,
+    close: Vec<String>,
+    changes: Vec<Row>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -102,18 +206,13 @@ struct Id {
 /// large: several pages' worth go out at once.
 #[derive(Default)]
 struct Pending {
-    written: Vec<(Prepared, i64)>,
-    replaced: Vec<String>,
-    close: Vec<String>,
-    changes: Vec<Row>,
-    /// Every source id above.
-    ids: HashSet<String>,
+    plan: Plan,
     /// Child rows held.
     rows: usize,
 }
 
 /// Pending writes go out once they hold this many rows of child tables (or at the end of
-/// the walk, or before a page that lists a pending source again).
+/// the walk, or before a duplicate of a written source is decided).
 const FLUSH_ROWS: usize = 5_000;
 
 /// The run's transaction and what it has applied so far.
@@ -122,9 +221,16 @@ pub struct Applier {
     run_id: i64,
     at: DateTime<Utc>,
     dry_run: bool,
-    outcomes: HashMap<String, Outcome>,
+    outcomes: HashMap<String, Decided>,
     /// Sources whose open version this run opened (a later change in the run edits it).
     opened: HashSet<String>,
+    /// The state before the run of each existing source the run wrote, so that a duplicate
+    /// decided later is compared with it, not with the copy the run wrote first.
+    before: HashMap<String, Stored>,
+    /// Sources the listing held more than once with different content, by id.
+    duplicates: BTreeSet<String>,
+    /// Sources quarantined by this run.
+    rejected: Vec<Rejected>,
     deleted: u64,
     /// The first ids (by id) of the sources marked deleted, for [`Applier::preview`].
     deleted_first: Vec<String>,
@@ -151,6 +257,9 @@ impl Applier {
             dry_run,
             outcomes: HashMap::new(),
             opened: HashSet::new(),
+            before: HashMap::new(),
+            duplicates: BTreeSet::new(),
+            rejected: Vec::new(),
             deleted: 0,
             deleted_first: Vec::new(),
             written: 0,
@@ -164,8 +273,8 @@ impl Applier {
             rows_written: self.written,
             ..Applied::default()
         };
-        for o in self.outcomes.values() {
-            match o {
+        for d in self.outcomes.values() {
+            match d.outcome {
                 Outcome::Created => a.created += 1,
                 Outcome::Updated => a.updated += 1,
                 Outcome::Unchanged => a.unchanged += 1,
@@ -181,7 +290,7 @@ impl Applier {
             let mut ids: Vec<String> = self
                 .outcomes
                 .iter()
-                .filter(|(_, o)| **o == kind)
+                .filter(|(_, d)| d.outcome == kind)
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.sort_unstable();
@@ -206,27 +315,257 @@ impl Applier {
         Val::Int(Some(self.run_id))
     }
 
-    /// Applies one page of sources.
+    /// Applies one page of sources. A source the listing holds more than once with
+    /// different content is decided by a rule that does not depend on the order of the
+    /// pages: the copy with the smallest content hash is kept, and the run says so by id.
     pub async fn apply(&mut self, batch: Vec<Prepared>) -> Result<(), StoreError> {
-        // A page may list a source twice when the order moves: the last copy wins.
         let mut by_id: HashMap<String, Prepared> = HashMap::with_capacity(batch.len());
         for p in batch {
-            by_id.insert(p.id.clone(), p);
+            match by_id.get(&p.id) {
+                Some(kept) if kept.hash == p.hash => {}
+                Some(kept) => {
+                    self.duplicates.insert(p.id.clone());
+                    if p.hash < kept.hash {
+                        by_id.insert(p.id.clone(), p);
+                    }
+                }
+                None => {
+                    by_id.insert(p.id.clone(), p);
+                }
+            }
         }
-        // The stored hashes read below must include what this run decided for a source
-        // that an earlier page listed too.
-        if by_id.keys().any(|id| self.pending.ids.contains(id)) {
-            self.flush().await?;
+        let mut again = Vec::new();
+        let mut by_id_again = HashMap::new();
+        for (id, p) in std::mem::take(&mut by_id) {
+            match self.outcomes.get(&id) {
+                None => {
+                    by_id.insert(id, p);
+                }
+                Some(d) => {
+                    let key = hash_key(&p.hash);
+                    if key != d.hash {
+                        self.duplicates.insert(id.clone());
+                        if key < d.hash {
+                            again.push(id.clone());
+                            by_id_again.insert(id, p);
+                        }
+                    }
+                }
+            }
         }
+        let mut plan = Plan::default();
+        self.decide_fresh(by_id, &mut plan).await?;
+        self.queue(plan).await?;
+        for id in again {
+            let prep = by_id_again
+                .remove(&id)
+                .expect("a duplicate kept its source");
+            self.redecide(prep).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides a source again when a copy that wins by the rule arrives after another copy
+    /// was decided: what the run wrote for the other copy is undone (its change rows, the
+    /// version it opened, the version it closed), and the winner is decided against the
+    /// state before the run. Rare: only a listing that holds one id twice with different
+    /// content comes here.
+    async fn redecide(&mut self, prep: Prepared) -> Result<(), StoreError> {
+        let id = prep.id.clone();
+        let previous = self
+            .outcomes
+            .remove(&id)
+            .expect("only a decided source is decided again");
+        self.flush().await?;
+        let (stored, rewritten) = match previous.outcome {
+            Outcome::Created => (None, true),
+            Outcome::Updated | Outcome::Restored => (self.before.get(&id).cloned(), true),
+            // Nothing of it was written, or only its state before the run was written back.
+            Outcome::Unchanged => (self.stored(&id).await?, false),
+        };
+        let (run, sid) = (self.run(), text(&id));
+        let dry_run = self.dry_run;
+        let mut conn = self.tx.conn();
+        let b = conn.backend();
+        if rewritten && !dry_run {
+            for (sql, doing) in [
+                (
+                    "DELETE FROM source_changes WHERE run_id = $1 AND source_id = $2",
+                    "undoing the changes of a duplicate",
+                ),
+                (
+                    "DELETE FROM source_versions WHERE opened_run_id = $1 AND source_id = $2",
+                    "undoing the version of a duplicate",
+                ),
+                (
+                    "UPDATE source_versions SET valid_to = NULL, closed_run_id = NULL \
+                     WHERE closed_run_id = $1 AND source_id = $2",
+                    "reopening the version a duplicate closed",
+                ),
+            ] {
+                conn.execute(sql, vec![run.clone(), sid.clone()])
+                    .await
+                    .doing(doing)?;
+            }
+        }
+        let changed: Vec<String> = match &stored {
+            Some(s) if s.deleted || s.content_hash != prep.hash => vec![id.clone()],
+            _ => Vec::new(),
+        };
+        let old = read_records(
+            &mut conn,
+            &format!(
+                "SELECT source_id, {} AS record FROM source_versions WHERE version = {} AND source_id IN ({{ids}})",
+                b.json_text("record"),
+                stored.as_ref().map_or(0, |s| s.version)
+            ),
+            &changed,
+            "source_versions.record",
+        )
+        .await?;
+        let mut by_id = HashMap::from([(id.clone(), prep)]);
+        let fields = field_changes(old, &changed, &by_id)
+            .await
+            .remove(&id)
+            .unwrap_or_default();
+        let mut plan = Plan::default();
+        let prep = by_id.remove(&id).expect("the source is there");
+        self.decide(prep, stored.as_ref(), fields, rewritten, &mut plan);
+        self.queue(plan).await
+    }
+
+    /// One source's stored state.
+    async fn stored(&mut self, id: &str) -> Result<Option<Stored>, StoreError> {
+        Ok(self
+            .tx
+            .conn()
+            .fetch_for_ids::<Stored>(STORED, vec![], &[id.to_string()])
+            .await
+            .doing("reading the stored state of a duplicate")?
+            .pop())
+    }
+
+    /// Quarantines sources whose records the run cannot mirror: their stored state stays
+    /// as it is (they count as seen, so they are not marked deleted), and
+    /// [`Applier::settle_rejects`] records them. A source with a valid copy elsewhere in
+    /// the listing is mirrored from that copy.
+    pub fn reject(&mut self, rejected: Vec<Rejected>) {
+        self.rejected.extend(rejected);
+    }
+
+    /// The sources quarantined by this run (those with no valid copy in the listing).
+    pub fn rejected(&self) -> Vec<&Rejected> {
+        let mut ids = HashSet::new();
+        self.rejected
+            .iter()
+            .filter(|r| !self.outcomes.contains_key(&r.id) && ids.insert(r.id.as_str()))
+            .collect()
+    }
+
+    /// Sources the listing held more than once with different content.
+    pub fn duplicates(&self) -> &BTreeSet<String> {
+        &self.duplicates
+    }
+
+    /// Records this run's quarantined sources in `source_rejects` (one open row per
+    /// source, carried from run to run while the record stays bad), and closes the open
+    /// rows of sources this run mirrored, marked deleted, or (after a complete walk, in
+    /// `seen`) no longer found.
+    pub async fn settle_rejects(
+        &mut self,
+        seen: Option<&HashSet<String>>,
+    ) -> Result<(), StoreError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let (at, run) = (self.time(), self.run());
+        let rows: Vec<Row> = self
+            .rejected()
+            .into_iter()
+            .map(|r| {
+                vec![
+                    text(&reject_key(&r.id)),
+                    text(&r.defect.field),
+                    text(&r.defect.problem),
+                    run.clone(),
+                    run.clone(),
+                    at.clone(),
+                    at.clone(),
+                ]
+            })
+            .collect();
+        let rejected: HashSet<String> = rows
+            .iter()
+            .filter_map(|r| match &r[0] {
+                Val::Text(Some(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut conn = self.tx.conn();
+        let open: Vec<Id> = conn
+            .fetch_all(
+                "SELECT source_id FROM source_rejects WHERE resolved_at IS NULL",
+                vec![],
+            )
+            .await
+            .doing("reading the open rejects")?;
+        let close: Vec<String> = open
+            .into_iter()
+            .map(|r| r.source_id)
+            .filter(|id| {
+                !rejected.contains(id)
+                    && (self.outcomes.contains_key(id) || seen.is_some_and(|s| !s.contains(id)))
+            })
+            .collect();
+        let b = conn.backend();
+        let statements = b
+            .insert(
+                "source_rejects",
+                &[
+                    "source_id",
+                    "field_path",
+                    "reason",
+                    "first_run_id",
+                    "last_run_id",
+                    "first_seen_at",
+                    "last_seen_at",
+                ],
+                rows,
+                "ON CONFLICT (source_id) WHERE resolved_at IS NULL DO UPDATE SET \
+                 field_path = excluded.field_path, reason = excluded.reason, \
+                 last_run_id = excluded.last_run_id, last_seen_at = excluded.last_seen_at",
+                "recording quarantined sources",
+            )
+            .chain(b.for_ids(
+                "UPDATE source_rejects SET resolved_at = $1, resolved_run_id = $2 \
+                 WHERE resolved_at IS NULL AND source_id IN ({ids})",
+                vec![at.clone(), run.clone()],
+                &close,
+                "closing the rejects of mirrored sources",
+            ));
+        self.written += conn.send(Box::new(statements)).await?;
+        let deleted = conn
+            .execute(
+                "UPDATE source_rejects SET resolved_at = $1, resolved_run_id = $2 WHERE resolved_at IS NULL \
+                 AND source_id IN (SELECT source_id FROM sources WHERE deleted_run_id = $2)",
+                vec![at, run],
+            )
+            .await
+            .doing("closing the rejects of deleted sources")?;
+        self.written += deleted;
+        Ok(())
+    }
+
+    /// Decides the sources this run meets for the first time, against their stored state.
+    async fn decide_fresh(
+        &mut self,
+        mut by_id: HashMap<String, Prepared>,
+        plan: &mut Plan,
+    ) -> Result<(), StoreError> {
         let ids: Vec<String> = by_id.keys().cloned().collect();
         let mut conn = self.tx.conn();
         let stored: HashMap<String, Stored> = conn
-            .fetch_for_ids::<Stored>(
-                "SELECT source_id, content_hash, version, deleted_at IS NOT NULL AS deleted \
-                 FROM sources WHERE source_id IN ({ids})",
-                vec![],
-                &ids,
-            )
+            .fetch_for_ids::<Stored>(STORED, vec![], &ids)
             .await
             .doing("reading the stored content hashes")?
             .into_iter()
@@ -241,91 +580,100 @@ impl Applier {
             })
             .cloned()
             .collect();
-        let old_records: HashMap<String, serde_json::Value> = conn
-            .fetch_for_ids::<StoredRecord>(
-                &format!(
-                    "SELECT source_id, {} AS record FROM sources WHERE source_id IN ({{ids}})",
-                    conn.backend().json_text("raw_record")
-                ),
-                vec![],
-                &differs,
-            )
-            .await
-            .doing("reading the stored records of changed sources")?
-            .into_iter()
-            .map(|r| match serde_json::from_str(&r.record) {
-                Ok(v) => Ok((r.source_id, v)),
-                Err(e) => Err(StoreError::Corrupt(format!(
-                    "sources.raw_record of source {} is not JSON ({e}); restore it from source_versions \
-                     or delete the row so that the next run inserts it again",
-                    r.source_id
-                ))),
-            })
-            .collect::<Result<_, _>>()?;
-
-        let mut written: Vec<(Prepared, i64)> = Vec::new();
-        let mut replaced: Vec<String> = Vec::new();
-        let mut close: Vec<String> = Vec::new();
-        let mut changes: Vec<Row> = Vec::new();
-        for (id, prep) in by_id {
-            let before = self.outcomes.get(&id).copied();
-            let Some(s) = stored.get(&id) else {
-                changes.push(self.change(&id, "created", None));
-                self.outcomes.insert(id.clone(), Outcome::Created);
-                self.opened.insert(id);
-                written.push((prep, 1));
-                continue;
-            };
-            if !s.deleted && s.content_hash == prep.hash {
-                self.outcomes.entry(id).or_insert(Outcome::Unchanged);
-                continue;
-            }
-            let fields = match old_records.get(&id) {
-                Some(old) => {
-                    let new: serde_json::Value = serde_json::from_str(&prep.record_json)
-                        .expect("a record this run serialized parses");
-                    diff(old, &new)
-                }
-                None => Vec::new(),
-            };
-            for f in &fields {
-                changes.push(self.change(&id, "updated", Some(f)));
-            }
-            replaced.push(id.clone());
-            let version = if s.deleted {
-                changes.push(self.change(&id, "restored", None));
-                self.outcomes.insert(id.clone(), Outcome::Restored);
-                self.opened.insert(id.clone());
-                s.version + 1
-            } else if fields.is_empty() || self.opened.contains(&id) {
-                // Only the order of bots or tags moved, or this run already opened the
-                // version: the open version takes the new form in place.
-                if before.is_none() || before == Some(Outcome::Unchanged) {
-                    self.outcomes.insert(id.clone(), Outcome::Updated);
-                }
-                s.version
-            } else {
-                close.push(id.clone());
-                self.opened.insert(id.clone());
-                self.outcomes.insert(id.clone(), Outcome::Updated);
-                s.version + 1
-            };
-            written.push((prep, version));
+        let b = conn.backend();
+        let old_records = read_records(
+            &mut conn,
+            &format!(
+                "SELECT source_id, {} AS record FROM sources WHERE source_id IN ({{ids}})",
+                b.json_text("raw_record")
+            ),
+            &differs,
+            "sources.raw_record",
+        )
+        .await?;
+        let mut fields = field_changes(old_records, &differs, &by_id).await;
+        for id in ids {
+            let prep = by_id.remove(&id).expect("every id has its source");
+            let changes = fields.remove(&id).unwrap_or_default();
+            self.decide(prep, stored.get(&id), changes, false, plan);
         }
-        if self.dry_run || written.is_empty() {
+        Ok(())
+    }
+
+    /// Decides one source against `stored`, its state before the run (`None`: new), with
+    /// the field changes from that state. `rewritten`: the run already wrote another copy
+    /// of it, so even an unchanged source must be written back.
+    fn decide(
+        &mut self,
+        prep: Prepared,
+        stored: Option<&Stored>,
+        fields: Vec<FieldChange>,
+        rewritten: bool,
+        plan: &mut Plan,
+    ) {
+        let id = prep.id.clone();
+        let hash = hash_key(&prep.hash);
+        let decided = |outcome| Decided { outcome, hash };
+        let Some(s) = stored else {
+            plan.changes.push(self.change(&id, "created", None));
+            self.outcomes.insert(id.clone(), decided(Outcome::Created));
+            self.opened.insert(id.clone());
+            if rewritten {
+                plan.replaced.push(id);
+            }
+            plan.written.push((prep, Book::New { version: 1 }));
+            return;
+        };
+        if !s.deleted && s.content_hash == prep.hash {
+            self.outcomes
+                .insert(id.clone(), decided(Outcome::Unchanged));
+            if rewritten {
+                plan.replaced.push(id);
+                plan.written.push((prep, Book::Kept(s.clone())));
+            }
+            return;
+        }
+        for f in &fields {
+            plan.changes.push(self.change(&id, "updated", Some(f)));
+        }
+        plan.replaced.push(id.clone());
+        self.before.entry(id.clone()).or_insert_with(|| s.clone());
+        let outcome = if s.deleted {
+            plan.changes.push(self.change(&id, "restored", None));
+            Outcome::Restored
+        } else {
+            Outcome::Updated
+        };
+        self.outcomes.insert(id.clone(), decided(outcome));
+        let version = if !s.deleted && fields.is_empty() {
+            // Only the order of bots or tags moved: the open version takes the new form
+            // in place.
+            s.version
+        } else {
+            if !s.deleted {
+                plan.close.push(id.clone());
+            }
+            self.opened.insert(id);
+            s.version + 1
+        };
+        plan.written.push((prep, Book::New { version }));
+    }
+
+    /// Holds a batch's writes until enough have gathered.
+    async fn queue(&mut self, plan: Plan) -> Result<(), StoreError> {
+        if self.dry_run || plan.written.is_empty() {
             return Ok(());
         }
         let p = &mut self.pending;
-        p.ids
-            .extend(written.iter().map(|(prep, _)| prep.id.clone()));
-        p.rows += written
+        p.rows += plan
+            .written
             .iter()
             .map(|(prep, _)| prep.children.iter().map(Vec::len).sum::<usize>() + 1)
             .sum::<usize>();
-        p.written.extend(written);
-        p.replaced.extend(replaced);
-        p.close.extend(close);
-        p.changes.extend(changes);
+        p.plan.written.extend(plan.written);
+        p.plan.replaced.extend(plan.replaced);
+        p.plan.close.extend(plan.close);
+        p.plan.changes.extend(plan.changes);
         if p.rows >= FLUSH_ROWS {
             self.flush().await?;
         }
@@ -335,17 +683,11 @@ impl Applier {
     /// Sends the pending writes. The run calls it before it looks for missing sources and
     /// before it commits.
     pub async fn flush(&mut self) -> Result<(), StoreError> {
-        let Pending {
-            written,
-            replaced,
-            close,
-            changes,
-            ..
-        } = std::mem::take(&mut self.pending);
-        if written.is_empty() {
+        let Pending { plan, .. } = std::mem::take(&mut self.pending);
+        if plan.written.is_empty() {
             return Ok(());
         }
-        self.write(written, &replaced, &close, changes).await
+        self.write(plan).await
     }
 
     fn change(&self, id: &str, kind: &str, field: Option<&FieldChange>) -> Row {
@@ -360,13 +702,14 @@ impl Applier {
         ]
     }
 
-    async fn write(
-        &mut self,
-        written: Vec<(Prepared, i64)>,
-        replaced: &[String],
-        close: &[String],
-        changes: Vec<Row>,
-    ) -> Result<(), StoreError> {
+    async fn write(&mut self, plan: Plan) -> Result<(), StoreError> {
+        let Plan {
+            written,
+            replaced,
+            close,
+            changes,
+        } = plan;
+        let (replaced, close) = (&replaced[..], &close[..]);
         let (at, run) = (self.time(), self.run());
         let mut conn = self.tx.conn();
         let b = conn.backend();
@@ -374,7 +717,7 @@ impl Applier {
         let mut version_rows = Vec::with_capacity(written.len());
         let mut child_rows: [Vec<Row>; 11] = Default::default();
         let mut bots: HashMap<String, Option<String>> = HashMap::new();
-        for (prep, version) in written {
+        for (prep, book) in written {
             let Prepared {
                 id,
                 record_json,
@@ -384,17 +727,30 @@ impl Applier {
                 bots: assigned,
                 ..
             } = prep;
+            let (version, changed, deleted) = match book {
+                Book::New { version } => (
+                    version,
+                    [at.clone(), run.clone()],
+                    [Val::Time(None), Val::Int(None)],
+                ),
+                Book::Kept(s) => (
+                    s.version,
+                    [
+                        Val::Time(Some(s.last_changed_at)),
+                        Val::Int(Some(s.last_changed_run_id)),
+                    ],
+                    [Val::Time(s.deleted_at), Val::Int(s.deleted_run_id)],
+                ),
+            };
             source_row.extend([
                 Val::Json(Some(record_json.clone())),
                 text(&hash),
                 Val::Int(Some(version)),
                 at.clone(),
                 run.clone(),
-                at.clone(),
-                run.clone(),
-                Val::Time(None),
-                Val::Int(None),
             ]);
+            source_row.extend(changed);
+            source_row.extend(deleted);
             source_rows.push(source_row);
             version_rows.push(vec![
                 text(&id),
@@ -627,9 +983,5 @@ impl Applier {
     /// Call [`Applier::flush`] first when the run is to be committed.
     pub fn into_tx(self) -> Tx {
         self.tx
-    }
-
-    pub fn tx(&mut self) -> &mut Tx {
-        &mut self.tx
     }
 }

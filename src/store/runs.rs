@@ -45,6 +45,8 @@ pub struct RunCounts {
     pub unchanged: u64,
     pub deleted: u64,
     pub restored: u64,
+    /// Sources quarantined: their records could not be mirrored (see `source_rejects`).
+    pub rejected: u64,
 }
 
 /// One row of `sync_runs`, as `status` shows it.
@@ -65,6 +67,7 @@ pub struct RunRow {
     pub sources_unchanged: i64,
     pub sources_deleted: i64,
     pub sources_restored: i64,
+    pub sources_rejected: i64,
     pub notes: Option<String>,
     pub error: Option<String>,
 }
@@ -113,8 +116,8 @@ pub async fn finish(
     conn.execute(
         "UPDATE sync_runs SET finished_at = $1, status = $2, walks = $3, pages = $4, http_requests = $5, \
          retries = $6, api_total = $7, sources_seen = $8, sources_created = $9, sources_updated = $10, \
-         sources_unchanged = $11, sources_deleted = $12, sources_restored = $13, notes = $14, error = $15 \
-         WHERE run_id = $16",
+         sources_unchanged = $11, sources_deleted = $12, sources_restored = $13, notes = $14, error = $15, \
+         sources_rejected = $17 WHERE run_id = $16",
         vec![
             Val::Time(Some(Utc::now())),
             Val::Text(Some(status.as_str().to_string())),
@@ -132,6 +135,7 @@ pub async fn finish(
             Val::Text(notes.map(str::to_string)),
             Val::Text(error.map(str::to_string)),
             Val::Int(Some(run_id)),
+            int(counts.rejected),
         ],
     )
     .await
@@ -156,7 +160,7 @@ pub async fn mark_abandoned(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
 pub async fn last(conn: &mut Conn<'_>, n: u32) -> Result<Vec<RunRow>, StoreError> {
     conn.fetch_all(
         "SELECT run_id, started_at, finished_at, status, trigger, pages, http_requests, retries, api_total, \
-         sources_seen, sources_created, sources_updated, sources_unchanged, sources_deleted, sources_restored, \
+         sources_seen, sources_created, sources_updated, sources_unchanged, sources_deleted, sources_restored, sources_rejected, \
          notes, error FROM sync_runs ORDER BY run_id DESC LIMIT $1",
         vec![Val::Int(Some(i64::from(n)))],
     )
@@ -229,4 +233,41 @@ impl Pending {
         }
         Ok(written)
     }
+}
+
+/// One open row of `source_rejects`, as `status` shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RejectRow {
+    pub source_id: String,
+    pub field_path: String,
+    pub reason: String,
+    pub first_seen_at: DateTime<Utc>,
+}
+
+/// The sources quarantined now (open rejects), the oldest first, at most `n`; and how many
+/// there are in all.
+pub async fn open_rejects(
+    conn: &mut Conn<'_>,
+    n: u32,
+) -> Result<(Vec<RejectRow>, i64), StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Count {
+        n: i64,
+    }
+    let rows = conn
+        .fetch_all(
+            "SELECT source_id, field_path, reason, first_seen_at FROM source_rejects \
+             WHERE resolved_at IS NULL ORDER BY first_seen_at, source_id LIMIT $1",
+            vec![Val::Int(Some(i64::from(n)))],
+        )
+        .await
+        .doing("reading the quarantined sources")?;
+    let count: Vec<Count> = conn
+        .fetch_all(
+            "SELECT COUNT(*) AS n FROM source_rejects WHERE resolved_at IS NULL",
+            vec![],
+        )
+        .await
+        .doing("counting the quarantined sources")?;
+    Ok((rows, count.first().map_or(0, |c| c.n)))
 }

@@ -224,11 +224,6 @@ async fn malformed_pages_fail_the_run_naming_the_page_and_the_problem() {
             vec!["page 1", "total"],
         ),
         (
-            "a source field of the wrong type",
-            FaultAction::SourceFieldWrongType,
-            vec!["page 1", "connected"],
-        ),
-        (
             "no results",
             FaultAction::MissingResults,
             vec!["page 1", "results"],
@@ -250,46 +245,36 @@ async fn malformed_pages_fail_the_run_naming_the_page_and_the_problem() {
 }
 
 #[tokio::test]
-async fn a_bad_source_record_fails_the_run_and_names_its_source_id() {
+async fn a_source_field_of_the_wrong_type_quarantines_that_source_only() {
     for db in databases().await {
         let (sim, server) = simulator(sim_options(120, 53)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
-        let mut id = String::new();
-        sim.edit(|l| {
-            id = l[5]["sourceId"].as_str().unwrap().to_string();
-            l[5]["wallet"] = serde_json::json!({"topUpAmount": "a lot"});
-        });
+        sim.set_faults(rule(Some(1), 1..=100, FaultAction::SourceFieldWrongType));
         let report = m.sync().await;
-        assert_eq!(report.status, RunStatus::Failed);
-        let error = report.error.unwrap();
+        assert_eq!(report.status, RunStatus::Partial, "{:?}", report.error);
+        assert_eq!((report.counts.created, report.counts.rejected), (119, 1));
+        let notes = report.notes.unwrap();
         assert!(
-            error.contains(&id) && error.contains("wallet.topUpAmount") && error.contains("page 0"),
-            "{error}"
+            notes.contains("connected") && notes.contains("quarantined"),
+            "{notes}"
         );
         assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources").await,
-            0,
+            m.count("SELECT COUNT(*) AS n FROM source_rejects WHERE resolved_at IS NULL")
+                .await,
+            1,
             "{}",
             m.backend()
         );
-        // A date no column can hold fails the same way, naming the field.
-        sim.edit(|l| {
-            l[5]["wallet"] = serde_json::Value::Null;
-            l[7]["doNotRespondWindows"] =
-                serde_json::json!([{"start": "soon", "end": "2024-05-01T10:00:00Z"}]);
-        });
+        // Once the server sends the record right, it is mirrored and the reject closed.
+        sim.set_faults(Faults::default());
         let report = m.sync().await;
-        assert_eq!(report.status, RunStatus::Failed);
-        let error = report.error.unwrap();
-        assert!(
-            error.contains("doNotRespondWindows[0].start") && error.contains("\"soon\""),
-            "{error}"
-        );
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.notes);
+        assert_eq!(report.counts.created, 1);
+        assert_mirrors(&m, &sim.listing()).await;
         assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources").await,
-            0,
-            "{}",
-            m.backend()
+            m.count("SELECT COUNT(*) AS n FROM source_rejects WHERE resolved_at IS NULL")
+                .await,
+            0
         );
     }
 }

@@ -208,6 +208,16 @@ impl Mirror {
     }
 }
 
+/// What `export` writes for the listing as of `at` (default now), parsed.
+pub async fn export(m: &Mirror, at: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+    let mut out = Vec::new();
+    let mut c = m.store.acquire().await.unwrap();
+    closebot_sync::report::export(&mut c.conn(), at.unwrap_or_else(chrono::Utc::now), &mut out)
+        .await
+        .unwrap();
+    serde_json::from_slice(&out).expect("export writes JSON")
+}
+
 pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
     match store {
         Store::Sqlite { pool, .. } => {
@@ -283,7 +293,7 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
 }
 
 /// Every table the mirror writes, for "nothing changed" checks.
-pub const TABLES: [&str; 17] = [
+pub const TABLES: [&str; 18] = [
     "sync_runs",
     "sources",
     "source_wallets",
@@ -301,6 +311,7 @@ pub const TABLES: [&str; 17] = [
     "source_changes",
     "source_versions",
     "source_misses",
+    "source_rejects",
 ];
 
 /// All data tables (runs aside), each sorted, for before/after comparisons.

@@ -10,3 +10,4 @@ mod mirror;
 mod pipeline;
 mod simulator_contract;
 mod soak;
+mod untrusted_api;

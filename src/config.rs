@@ -15,6 +15,8 @@ pub const CONFIG_ENV: &str = "CLOSEBOT_SYNC_CONFIG";
 pub const DEFAULT_CONFIG_FILE: &str = "closebot-sync.toml";
 /// The API serves at most this many sources per page.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// The range of `api.max_page_bytes`: a page of 100 real sources is a few hundred kB.
+const PAGE_BYTES_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(256 << 20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,6 +58,7 @@ struct RawApi {
     max_retries: u32,
     max_retry_wait: String,
     concurrency: u32,
+    max_page_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +118,7 @@ timeout = "30s"
 max_retries = 5
 max_retry_wait = "60s"
 concurrency = 4
+max_page_bytes = 16777216
 
 [database]
 url = "sqlite://closebot-sync.db"
@@ -167,6 +171,8 @@ pub struct ApiSettings {
     pub max_retries: u32,
     pub max_retry_wait: Duration,
     pub concurrency: usize,
+    /// The largest page body read; a larger one fails the run while it streams in.
+    pub max_page_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +344,18 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
             format!("{} is out of range: use 1 to 16", raw.api.concurrency),
         ));
     }
+    if !PAGE_BYTES_RANGE.contains(&raw.api.max_page_bytes) {
+        return Err(invalid(
+            "api.max_page_bytes",
+            format!(
+                "{} is out of range: use {} (64 KiB) to {} (256 MiB); a page of 100 sources \
+                 is a few hundred kB, and the default is 16777216 (16 MiB)",
+                raw.api.max_page_bytes,
+                PAGE_BYTES_RANGE.start(),
+                PAGE_BYTES_RANGE.end()
+            ),
+        ));
+    }
     let key = match (raw.api.key, raw.api.key_file) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -426,6 +444,7 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
             max_retries: raw.api.max_retries,
             max_retry_wait,
             concurrency: raw.api.concurrency as usize,
+            max_page_bytes: raw.api.max_page_bytes,
         },
         database: DatabaseSettings {
             url,
@@ -584,6 +603,8 @@ mod tests {
                 "sync.max_delete_fraction",
             ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[api]\nmax_page_bytes = 1000\n", "api.max_page_bytes"),
+            ("[api]\nmax_page_bytes = 1000000000\n", "api.max_page_bytes"),
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[history]\nretain_days = 0\n", "history.retain_days"),
             ("[schedule]\ncron = \"*/15 * * * *\"\n", "schedule.cron"),

@@ -10,6 +10,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
+use super::untrusted::printable;
+use super::walk::joined;
 use super::wire::{parse_page, Page, PageError};
 use crate::config::ApiSettings;
 
@@ -19,6 +21,11 @@ pub const SOURCES_PATH: &str = "agency/source";
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// The most of an error body shown to the operator.
 const BODY_SHOWN: usize = 600;
+/// The most of an error body read: enough for any problem document, and the rest of a
+/// huge one is never downloaded.
+const ERROR_BODY_READ: usize = 64 * 1024;
+/// Redirects followed within the configured origin before a request is given up.
+pub const MAX_REDIRECTS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,6 +50,20 @@ pub enum ApiError {
     },
     #[error("page {page} of the listing is malformed: {problem}")]
     BadPage { page: u32, problem: PageError },
+    #[error(
+        "the API answered HTTP {status} for page {page} with a redirect to {target}, {why}. \
+         The API key is only ever sent to the origin of api.base_url ({origin}), so the redirect \
+         was not followed. If the API has really moved, set api.base_url to the new https:// \
+         address; otherwise a proxy or the API is misconfigured"
+    )]
+    Redirected {
+        status: u16,
+        page: u32,
+        /// Where it pointed: escaped, without query string, fragment or user info.
+        target: String,
+        why: &'static str,
+        origin: String,
+    },
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
 }
@@ -67,6 +88,7 @@ pub struct Client {
     /// so that the CPU work on one page overlaps the wait for the next.
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    max_page_bytes: u64,
     pub counters: Arc<Counters>,
 }
 
@@ -82,10 +104,22 @@ enum Attempt {
 
 impl Client {
     pub fn new(api: &ApiSettings, key: SecretString) -> Result<Client, ApiError> {
+        // reqwest strips only the standard credential headers on a cross-host redirect, not
+        // X-CB-KEY: a redirect is followed only within the configured origin (scheme, host
+        // and port), and a few hops at most; any other comes back as the 3xx it is.
+        let origin = api.base_url.origin();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() <= MAX_REDIRECTS && attempt.url().origin() == origin {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
         let http = reqwest::Client::builder()
             .timeout(api.timeout)
             .connect_timeout(api.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("closebot-sync/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirects)
             .build()
             .map_err(|e| ApiError::Setup(e.to_string()))?;
         let mut url = api.base_url.clone();
@@ -105,6 +139,7 @@ impl Client {
             max_retry_wait: api.max_retry_wait,
             in_flight: Arc::new(Semaphore::new(api.concurrency.max(1))),
             max_in_flight: api.concurrency.max(1),
+            max_page_bytes: api.max_page_bytes,
             counters: Arc::default(),
         })
     }
@@ -176,12 +211,34 @@ impl Client {
             }
         };
         let status = response.status();
+        if status.is_redirection() {
+            return Err(self.redirect_refused(page, status, &response));
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = match response.bytes().await {
+        if status.is_success() {
+            if let Some(declared) = response
+                .content_length()
+                .filter(|&n| n > self.max_page_bytes)
+            {
+                return Err(ApiError::BadPage {
+                    page,
+                    problem: PageError::TooLarge {
+                        limit: self.max_page_bytes,
+                        declared: Some(declared),
+                    },
+                });
+            }
+        }
+        let limit = if status.is_success() {
+            self.max_page_bytes
+        } else {
+            ERROR_BODY_READ as u64
+        };
+        let body = match read_bounded(response, limit).await {
             Ok(b) => b,
             Err(e) => {
                 return Ok(Attempt::Retry {
@@ -192,10 +249,24 @@ impl Client {
         };
         drop(permit);
         if status.is_success() {
-            return parse_page(&body, page)
+            if !body.complete {
+                return Err(ApiError::BadPage {
+                    page,
+                    problem: PageError::TooLarge {
+                        limit: self.max_page_bytes,
+                        declared: None,
+                    },
+                });
+            }
+            // Parsing a page is CPU work of up to api.max_page_bytes: off the runtime's
+            // threads, so that timers (SIGTERM, the watchdog) are served meanwhile.
+            let parsed =
+                tokio::task::spawn_blocking(move || parse_page(&body.bytes, page, page_size)).await;
+            return joined(parsed)
                 .map(Attempt::Done)
                 .map_err(|problem| ApiError::BadPage { page, problem });
         }
+        let body = body.bytes;
         let shown = show_body(&body);
         match status {
             StatusCode::UNAUTHORIZED => Err(ApiError::KeyRefused {
@@ -218,6 +289,89 @@ impl Client {
             }),
         }
     }
+
+    fn redirect_refused(
+        &self,
+        page: u32,
+        status: StatusCode,
+        response: &reqwest::Response,
+    ) -> ApiError {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let target = location.as_deref().map(|l| response.url().join(l));
+        let (target, why) = match target {
+            None => ("nowhere".to_string(), "without a Location header"),
+            Some(Ok(url)) if url.origin() == self.url.origin() => (
+                shown_url(url),
+                "after the most redirects followed within the same origin",
+            ),
+            Some(Ok(url)) => (shown_url(url), "another origin (scheme, host or port)"),
+            Some(Err(_)) => {
+                let raw = location.unwrap_or_default();
+                let cut = raw.split(['?', '#']).next().unwrap_or_default();
+                let cut: String = cut.chars().take(200).collect();
+                (
+                    format!("\"{}\"", printable(&cut)),
+                    "which is not a valid address",
+                )
+            }
+        };
+        ApiError::Redirected {
+            status: status.as_u16(),
+            page,
+            target,
+            why,
+            origin: self.url.origin().ascii_serialization(),
+        }
+    }
+}
+
+/// A URL as an error may show it: no user info, query string or fragment (they may hold
+/// tokens), control characters escaped.
+fn shown_url(mut url: url::Url) -> String {
+    url.set_query(None);
+    url.set_fragment(None);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let mut text = url.to_string();
+    if text.chars().count() > 200 {
+        text = text.chars().take(200).chain(['…']).collect();
+    }
+    printable(&text).into_owned()
+}
+
+/// A body as read: at most the limit; `complete` is false when there was more.
+struct Bounded {
+    bytes: Vec<u8>,
+    complete: bool,
+}
+
+/// Reads a body chunk by chunk and stops as soon as it holds more than `limit` bytes, so a
+/// huge or endless body costs at most `limit` of memory (the connection is then dropped).
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Bounded, reqwest::Error> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let expected = response.content_length().unwrap_or(0);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(limit));
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() + chunk.len() > limit {
+            let room = limit - bytes.len();
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(Bounded {
+                bytes,
+                complete: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bounded {
+        bytes,
+        complete: true,
+    })
 }
 
 fn advice_for(status: StatusCode) -> &'static str {
@@ -273,7 +427,7 @@ fn show_body(body: &[u8]) -> String {
     if shown.len() < text.len() {
         shown.push('…');
     }
-    shown
+    printable(&shown).into_owned()
 }
 
 /// `Retry-After` is either a number of seconds or an HTTP date.

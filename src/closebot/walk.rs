@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::client::{ApiError, Client};
-use super::wire::RawSource;
+use super::wire::{PageError, RawSource, MAX_PAGES};
 
 /// Receives each page's sources as it arrives (the run applies them).
 ///
@@ -54,23 +54,27 @@ fn spawn_page<S: PageSink>(
     AbortOnDropHandle::new(tokio::spawn(async move {
         let fetched = client.fetch_page(page).await?;
         let ids = fetched.results.iter().map(|s| s.id.clone()).collect();
+        // Turning a page into rows is CPU work: off the runtime's threads, so that a huge
+        // page cannot hold up its timers (SIGTERM, the watchdog, the schedule).
+        let results = fetched.results;
+        let prepared = joined(tokio::task::spawn_blocking(move || prepare(page, results)).await)?;
         Ok(Fetched {
             page,
             total: fetched.total,
             page_size: fetched.page_size,
             ids,
             unidentified: fetched.unidentified,
-            prepared: prepare(page, fetched.results)?,
+            prepared,
         })
     }))
 }
 
-/// The page task's outcome; a panic in it is the walk's panic.
-fn joined<T>(r: Result<T, tokio::task::JoinError>) -> T {
+/// A task's outcome; a panic in it is the caller's panic.
+pub(crate) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> T {
     match r {
         Ok(v) => v,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("a page task was cancelled while the walk awaited it: {e}"),
+        Err(e) => panic!("a task was cancelled while it was awaited: {e}"),
     }
 }
 
@@ -105,6 +109,17 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
         None => asked,
     };
     let planned = total.div_ceil(page_size).max(1);
+    if planned > MAX_PAGES {
+        return Err(ApiError::BadPage {
+            page: 0,
+            problem: PageError::TooManyPages {
+                total,
+                page_size,
+                pages: planned,
+            },
+        }
+        .into());
+    }
     let mut walk = Walk {
         total,
         steady: true,
@@ -113,7 +128,9 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
     let mut problems: Vec<String> = Vec::new();
     let mut duplicates = 0u64;
     let mut unidentified = 0u64;
-    let mut account = |walk: &mut Walk, f: &mut Fetched<S::Page>| {
+    // Returns false for an empty page where `total` promised sources: the server has
+    // nothing more to give this walk, and asking for further pages only hammers it.
+    let mut account = |walk: &mut Walk, f: &mut Fetched<S::Page>| -> bool {
         let (page, without_id) = (f.page, f.unidentified);
         walk.pages += 1;
         unidentified += without_id as u64;
@@ -123,6 +140,14 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
                 "the listing's total changed from {total} to {} while it was paged (page {page})",
                 f.total
             ));
+        }
+        let empty = f.ids.is_empty() && without_id == 0;
+        if empty && u64::from(page) * page_size < total {
+            problems.push(format!(
+                "page {page} was empty although the listing reported {total} sources: \
+                 the walk stopped there"
+            ));
+            return false;
         }
         let last = u64::from(page) + 1 == planned;
         if !last && ((f.ids.len() + without_id) as u64) < page_size {
@@ -136,19 +161,24 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
                 duplicates += 1;
             }
         }
+        true
     };
-    account(&mut walk, &mut first);
+    let go_on = account(&mut walk, &mut first);
     sink.accept(0, first.prepared).await?;
 
-    let mut rest = stream::iter(1..planned)
-        .map(|page| spawn_page::<S>(client, &prepare, page as u32))
-        .buffer_unordered(2 * client.concurrency());
-    while let Some(result) = rest.next().await {
-        let mut fetched = joined(result)?;
-        account(&mut walk, &mut fetched);
-        sink.accept(fetched.page, fetched.prepared).await?;
+    if go_on {
+        let mut rest = stream::iter(1..planned)
+            .map(|page| spawn_page::<S>(client, &prepare, page as u32))
+            .buffer_unordered(2 * client.concurrency());
+        while let Some(result) = rest.next().await {
+            let mut fetched = joined(result)?;
+            if !account(&mut walk, &mut fetched) {
+                // Dropping the stream aborts the pages still in flight.
+                break;
+            }
+            sink.accept(fetched.page, fetched.prepared).await?;
+        }
     }
-    drop(rest);
 
     if unidentified > 0 {
         problems.push(format!(
@@ -158,7 +188,7 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
     }
     if duplicates > 0 {
         problems.push(format!(
-            "{duplicates} sources appeared on more than one page (the listing's order moved)"
+            "{duplicates} sources appeared more than once (the listing's order moved, or it holds duplicates)"
         ));
     }
     if walk.seen.len() as u64 != total {

@@ -50,19 +50,57 @@ impl std::fmt::Display for Defect {
 /// What was wrong with a page the server sent.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
-    #[error("the body is not valid JSON ({0}); the response may have been cut off")]
-    Json(String),
+    #[error("the body is not valid JSON ({detail}){}", if *cut_off { "; the response may have been cut off" } else { "" })]
+    Json {
+        /// serde_json's message, which names the line and column.
+        detail: String,
+        /// The body ended in the middle of a value.
+        cut_off: bool,
+    },
+    #[error(
+        "the body is larger than api.max_page_bytes ({limit} bytes){}: raise api.max_page_bytes \
+         if the API's pages really are this large, or lower api.page_size",
+        match declared { Some(n) => format!(" (it announced {n} bytes)"), None => String::new() }
+    )]
+    TooLarge {
+        limit: u64,
+        /// The size the server announced in Content-Length, when it did.
+        declared: Option<u64>,
+    },
     #[error("the body is not a JSON object")]
     NotObject,
     #[error("the body has no `{0}` field")]
     Missing(&'static str),
     #[error("`{field}` has the wrong type: {found}")]
     WrongType { field: &'static str, found: String },
+    #[error(
+        "`total` is {found}, outside the API's int32 range (0 to {})",
+        i32::MAX
+    )]
+    TotalOutOfRange { found: String },
+    #[error(
+        "`total` is {total}: at {page_size} sources a page that is {pages} pages, more than the \
+         {MAX_PAGES} a walk may request; the server's count cannot be right"
+    )]
+    TooManyPages {
+        total: u64,
+        page_size: u64,
+        pages: u64,
+    },
+    #[error(
+        "the page holds {got} results where at most {limit} were asked for: the server seems \
+         to ignore `page` or `pageSize`"
+    )]
+    TooManyResults { got: usize, limit: u64 },
     #[error("the server answered with page {got} for page {asked}")]
     WrongPage { asked: u32, got: i64 },
     #[error("result #{index} is not an object")]
     ResultNotObject { index: usize },
 }
+
+/// The most pages one walk requests: 10 million sources at the API's 100 a page. A `total`
+/// that needs more is refused rather than walked (see the README).
+pub const MAX_PAGES: u64 = 100_000;
 
 fn type_name(v: &Value) -> String {
     let t = match v {
@@ -78,22 +116,130 @@ fn type_name(v: &Value) -> String {
     if shown.len() < full.len() {
         shown.push('…');
     }
-    format!("{t} ({shown})")
+    format!("{t} ({})", printable(&shown))
 }
 
-/// Parses and checks one page body. Every source is also checked against [`Source`], so a
-/// record of the wrong shape fails the page here, named by its `sourceId`.
-pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
+/// A number written as an integer too big for 64 bits (`1e12` stays an integer).
+fn looks_integral(n: &serde_json::Number) -> bool {
+    n.as_f64()
+        .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+}
+
+/// Decodes a body as JSON. A lone UTF-16 surrogate escape (`"Caf\ud83d"`, which string
+/// truncation on the vendor's side can emit) is read as U+FFFD, as lenient decoders do:
+/// only when serde_json reports one is the body repaired and read again, so a normal body
+/// is read once.
+pub fn decode_json(body: &[u8]) -> Result<Value, PageError> {
+    let first = match serde_json::from_slice(body) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let surrogate = {
+        let text = first.to_string();
+        text.starts_with("lone leading surrogate")
+            || text.starts_with("unexpected end of hex escape")
+    };
+    let error = match surrogate.then(|| repair_lone_surrogates(body)).flatten() {
+        Some(repaired) => match serde_json::from_slice(&repaired) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        },
+        None => first,
+    };
+    Err(PageError::Json {
+        detail: printable(&error.to_string()).into_owned(),
+        cut_off: error.classify() == serde_json::error::Category::Eof,
+    })
+}
+
+/// The value of the four hex digits at `at`, if there are four.
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    u16::from_str_radix(digits, 16).ok()
+}
+
+/// `body` with every unpaired `\uD800`-`\uDFFF` escape inside a string replaced by
+/// `\ufffd` (the same length, so line and column numbers stay right); `None` when there
+/// was none.
+fn repair_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
+    const HIGH: std::ops::RangeInclusive<u16> = 0xD800..=0xDBFF;
+    const LOW: std::ops::RangeInclusive<u16> = 0xDC00..=0xDFFF;
+    let mut out = body.to_vec();
+    let mut changed = false;
+    let (mut i, mut in_string) = (0, false);
+    while i < out.len() {
+        match (in_string, out[i]) {
+            (false, b'"') => in_string = true,
+            (false, _) => {}
+            (true, b'"') => in_string = false,
+            (true, b'\\') => {
+                let unit = (out.get(i + 1) == Some(&b'u'))
+                    .then(|| hex4(&out, i + 2))
+                    .flatten();
+                match unit {
+                    Some(n) if HIGH.contains(&n) => {
+                        let paired = out.get(i + 6..i + 8) == Some(b"\\u".as_slice())
+                            && hex4(&out, i + 8).is_some_and(|m| LOW.contains(&m));
+                        if paired {
+                            i += 12;
+                            continue;
+                        }
+                        out[i..i + 6].copy_from_slice(b"\\ufffd");
+                        changed = true;
+                        i += 6;
+                        continue;
+                    }
+                    Some(n) if LOW.contains(&n) => {
+                        out[i..i + 6].copy_from_slice(b"\\ufffd");
+                        changed = true;
+                        i += 6;
+                        continue;
+                    }
+                    Some(_) => {
+                        i += 6;
+                        continue;
+                    }
+                    // Any other escape is two bytes; skipping both keeps `\"` inside.
+                    None => i += 1,
+                }
+            }
+            (true, _) => {}
+        }
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
+/// Parses and checks one page body, asked for as page `asked` of `page_size` sources.
+/// Every source is also checked against [`Source`], so a record of the wrong shape fails
+/// the page here, named by its `sourceId`.
+pub fn parse_page(body: &[u8], asked: u32, page_size: u32) -> Result<Page, PageError> {
+    let value = decode_json(body)?;
     let Value::Object(mut map) = value else {
         return Err(PageError::NotObject);
     };
     let total = match map.get("total") {
         None => return Err(PageError::Missing("total")),
-        Some(v) => v.as_u64().ok_or_else(|| PageError::WrongType {
-            field: "total",
-            found: type_name(v),
-        })?,
+        Some(v @ Value::Number(n)) => match n.as_i64() {
+            Some(t) if (0..=i64::from(i32::MAX)).contains(&t) => t as u64,
+            _ if n.is_i64() || n.is_u64() || looks_integral(n) => {
+                return Err(PageError::TotalOutOfRange {
+                    found: printable(&n.to_string()).into_owned(),
+                })
+            }
+            _ => {
+                return Err(PageError::WrongType {
+                    field: "total",
+                    found: type_name(v),
+                })
+            }
+        },
+        Some(v) => {
+            return Err(PageError::WrongType {
+                field: "total",
+                found: type_name(v),
+            })
+        }
     };
     match map.get("page") {
         None | Some(Value::Null) => {}
@@ -108,7 +254,7 @@ pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
             }
         },
     }
-    let page_size = match map.get("pageSize") {
+    let reported_size = match map.get("pageSize") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| PageError::WrongType {
             field: "pageSize",
@@ -126,6 +272,18 @@ pub fn parse_page(body: &[u8], asked: u32) -> Result<Page, PageError> {
             })
         }
     };
+    // Checked before any record is read: a server that ignores `page` would otherwise cost
+    // the whole listing's work on every page.
+    let limit = reported_size
+        .filter(|&s| s > 0)
+        .map_or(u64::from(page_size), |s| s.min(u64::from(page_size)));
+    if results.len() as u64 > limit {
+        return Err(PageError::TooManyResults {
+            got: results.len(),
+            limit,
+        });
+    }
+    let page_size = reported_size;
     let mut sources = Vec::with_capacity(results.len());
     let mut unidentified = 0;
     for (index, item) in results.into_iter().enumerate() {
@@ -337,22 +495,22 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_the_page_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse_page(&bytes, 0);
+            let _ = parse_page(&bytes, 0, 100);
         }
 
         #[test]
         fn arbitrary_json_never_panics_the_page_parser(v in json_value(), total in any::<u32>()) {
-            let _ = parse_page(v.to_string().as_bytes(), 0);
+            let _ = parse_page(v.to_string().as_bytes(), 0, 100);
             // And shaped like a page, so the source checks are reached too.
             let page = json!({"total": total, "page": 0, "pageSize": 100, "results": [v]});
-            let _ = parse_page(page.to_string().as_bytes(), 0);
+            let _ = parse_page(page.to_string().as_bytes(), 0, 100);
         }
     }
 
     #[test]
     fn a_credential_of_the_wrong_type_is_named_but_never_shown() {
         let body = json!({"total": 1, "page": 0, "results": [{"sourceId": "s1", "accessToken": 123456789}]});
-        let page = parse_page(body.to_string().as_bytes(), 0).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 0, 100).unwrap();
         let defect = page.results[0].typed.as_ref().unwrap_err();
         assert_eq!(defect.field, "accessToken");
         assert!(!defect.to_string().contains("123456789"), "{defect}");
@@ -365,7 +523,7 @@ mod tests {
             {"sourceId": "s\u{0}2", "name": "fine"},
             {"sourceId": 7}
         ]});
-        let page = parse_page(body.to_string().as_bytes(), 0).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 0, 100).unwrap();
         assert_eq!((page.results.len(), page.unidentified), (2, 1));
         let defect = page.results[0].typed.as_ref().unwrap_err();
         assert_eq!(defect.field, "wallet.topUpAmount");
@@ -376,18 +534,129 @@ mod tests {
     #[test]
     fn a_result_without_a_source_id_is_counted_not_mirrored() {
         let body = json!({"total": 3, "page": 0, "results": [{"sourceId": null}, {"name": "x"}, {"sourceId": "s1"}]});
-        let page = parse_page(body.to_string().as_bytes(), 0).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 0, 100).unwrap();
         assert_eq!((page.results.len(), page.unidentified), (1, 2));
         assert_eq!(page.results[0].id, "s1");
     }
 
     #[test]
     fn null_results_are_an_empty_page_but_missing_results_are_an_error() {
-        let null = parse_page(br#"{"total": 0, "results": null, "page": 0}"#, 0).unwrap();
+        let null = parse_page(br#"{"total": 0, "results": null, "page": 0}"#, 0, 100).unwrap();
         assert!(null.results.is_empty());
-        let e = parse_page(br#"{"total": 0, "page": 0}"#, 0).unwrap_err();
+        let e = parse_page(br#"{"total": 0, "page": 0}"#, 0, 100).unwrap_err();
         assert!(matches!(e, PageError::Missing("results")));
-        let e = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 1).unwrap_err();
+        let e = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 1, 100).unwrap_err();
         assert!(matches!(e, PageError::WrongPage { asked: 1, got: 2 }));
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_reads_as_the_replacement_character_and_pairs_are_kept() {
+        let body = br#"{"a": "Caf\ud83d", "b": "\udc00x", "c": "\ud83d\ude00", "d": "\\ud83d", "e": "\ud83d\u0041"}"#;
+        let v = decode_json(body).unwrap();
+        assert_eq!(v["a"], "Caf\u{FFFD}");
+        assert_eq!(v["b"], "\u{FFFD}x");
+        assert_eq!(v["c"], "😀");
+        // An escaped backslash followed by `ud83d` is text, not an escape.
+        assert_eq!(v["d"], "\\ud83d");
+        assert_eq!(v["e"], "\u{FFFD}A");
+        assert!(repair_lone_surrogates(br#"{"c": "\ud83d\ude00"}"#).is_none());
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_located_and_called_cut_off_only_when_it_ended_early() {
+        let e = decode_json(b"<html>502</html>").unwrap_err().to_string();
+        assert!(
+            e.contains("line 1 column 1") && !e.contains("cut off"),
+            "{e}"
+        );
+        let e = decode_json(b"{\"total\": 3,\n \"results\": [{\"sourceId\": \"s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("cut off"), "{e}");
+        // A surrogate error that is really a syntax error elsewhere keeps its location.
+        let e = decode_json(br#"{"a": "\ud83d", "b": nope}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 1 column 23") && !e.contains("cut off"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn numbers_of_any_size_are_kept_as_written() {
+        // serde_json writes an exponent with its sign: `1e400` is kept as `1e+400`.
+        let body = br#"{"a": 1e400, "b": 123456789012345678901234567890, "c": 0.1000000000000000055511151231257827, "d": 1.50}"#;
+        let v = decode_json(body).unwrap();
+        assert_eq!(
+            v.to_string(),
+            r#"{"a":1e+400,"b":123456789012345678901234567890,"c":0.1000000000000000055511151231257827,"d":1.50}"#
+        );
+    }
+
+    #[test]
+    fn a_total_outside_int32_or_of_the_wrong_type_is_refused() {
+        for (total, expect) in [
+            ("2147483648", "outside the API's int32 range"),
+            ("-1", "outside the API's int32 range"),
+            ("1e12", "outside the API's int32 range"),
+            ("3.5", "wrong type"),
+            ("\"12\"", "wrong type"),
+        ] {
+            let body = format!(r#"{{"total": {total}, "page": 0, "results": []}}"#);
+            let e = parse_page(body.as_bytes(), 0, 100).unwrap_err().to_string();
+            assert!(e.contains(expect) && e.contains("total"), "{total}: {e}");
+        }
+        let ok = parse_page(
+            br#"{"total": 2147483647, "page": 0, "results": []}"#,
+            0,
+            100,
+        );
+        assert_eq!(ok.unwrap().total, 2_147_483_647);
+    }
+
+    #[test]
+    fn a_page_with_more_results_than_asked_or_reported_is_refused() {
+        let results: Vec<Value> = (0..5)
+            .map(|i| json!({"sourceId": format!("s{i}")}))
+            .collect();
+        let body = json!({"total": 50, "page": 0, "results": results}).to_string();
+        let e = parse_page(body.as_bytes(), 0, 4).unwrap_err();
+        assert!(
+            matches!(e, PageError::TooManyResults { got: 5, limit: 4 }),
+            "{e}"
+        );
+        let body = json!({"total": 50, "page": 0, "pageSize": 3, "results": results}).to_string();
+        let e = parse_page(body.as_bytes(), 0, 100).unwrap_err();
+        assert!(
+            matches!(e, PageError::TooManyResults { got: 5, limit: 3 }),
+            "{e}"
+        );
+        let body = json!({"total": 50, "page": 0, "pageSize": 5, "results": results}).to_string();
+        assert_eq!(parse_page(body.as_bytes(), 0, 5).unwrap().results.len(), 5);
+    }
+
+    #[test]
+    fn control_characters_in_what_the_server_sent_are_escaped_in_messages() {
+        // JSON text escapes C0 controls itself, but not DEL or the C1 controls (CSI here).
+        let e = parse_page(
+            b"{\"total\": \"\\u009b2J\\u007f\", \"results\": []}",
+            0,
+            100,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\\u{9b}2J\\u{7f}") && !e.chars().any(char::is_control),
+            "{e}"
+        );
+        // And in a record's defect, which names the value it found.
+        let defect = Source::from_value(&json!({"connected": "yes\u{1b}[31m\u{7}"})).unwrap_err();
+        assert_eq!(defect.field, "connected");
+        let shown = defect.to_string();
+        assert!(
+            shown.contains("\\u{1b}[31m") && !shown.chars().any(char::is_control),
+            "{shown}"
+        );
     }
 }

@@ -14,6 +14,14 @@ pub(crate) fn rule_for(faults: &Faults, page: u32, attempt: u32) -> Option<Fault
         .map(|r| r.action.clone())
 }
 
+/// Whether `reshape` changes anything for this fault (the others act on the text).
+pub(crate) fn reshapes(action: &FaultAction) -> bool {
+    !matches!(
+        action,
+        FaultAction::TruncatedBody | FaultAction::IgnorePaging | FaultAction::ReplaceInBody { .. }
+    )
+}
+
 /// Applies the faults that keep the HTTP exchange intact but break the document.
 pub(crate) fn reshape(doc: &mut Map<String, Value>, action: &FaultAction) {
     match action {
@@ -32,6 +40,9 @@ pub(crate) fn reshape(doc: &mut Map<String, Value>, action: &FaultAction) {
         }
         FaultAction::MissingTotal => {
             doc.shift_remove("total");
+        }
+        FaultAction::SetTotal(total) => {
+            doc.insert("total".into(), total.clone());
         }
         FaultAction::WrongPageNumber => {
             let page = doc.get("page").and_then(Value::as_u64).unwrap_or(0);

@@ -115,6 +115,22 @@ pub enum FaultAction {
     MissingTotal,
     WrongPageNumber,
     CloseConnection,
+    /// Answers with this redirect status and `Location` instead of the page.
+    Redirect {
+        code: u16,
+        location: String,
+    },
+    /// Reports this value as `total` (any JSON: 10^12, a negative number, ...).
+    SetTotal(Value),
+    /// Serves every source on every page, as a server that ignores `page` and
+    /// `pageSize` would, while reporting the page and page size asked for.
+    IgnorePaging,
+    /// Replaces every `from` in the serialized body by `to` (text no JSON value can
+    /// hold, such as a lone surrogate escape `\ud83d`).
+    ReplaceInBody {
+        from: String,
+        to: String,
+    },
 }
 
 #[derive(Clone, Debug)]

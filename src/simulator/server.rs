@@ -6,7 +6,7 @@ use super::faults;
 use super::page::{self, PageRequest, ParamError};
 use super::{FaultAction, Rendered, RequestRecord, Simulator, State};
 use axum::body::Body;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -242,6 +242,13 @@ fn route(
             )
         }
         Some(FaultAction::CloseConnection) => (Plan::Close, 0),
+        Some(FaultAction::Redirect { code, location }) => {
+            let mut response = respond(code, JSON, String::new());
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(LOCATION, value);
+            }
+            reply(code, response)
+        }
         Some(shape) => serve(None, Some(shape), request),
     }
 }
@@ -251,7 +258,17 @@ fn serve_page(
     request: &PageRequest,
     shape: Option<&FaultAction>,
 ) -> Response<Body> {
-    let selected = page::select(&mut sim.lock(), &sim.gen, request);
+    let selected = match shape {
+        Some(FaultAction::IgnorePaging) => {
+            let everything = PageRequest {
+                page: 0,
+                page_size: u32::MAX,
+                ..request.clone()
+            };
+            page::select(&mut sim.lock(), &sim.gen, &everything)
+        }
+        _ => page::select(&mut sim.lock(), &sim.gen, request),
+    };
     // Records are built and serialized outside the lock: that is the expensive part.
     let results: Vec<Rendered<'_>> = selected
         .entries
@@ -266,7 +283,7 @@ fn serve_page(
     };
     let mut body = match shape {
         // Reshaping needs a mutable document; faults are rare, so the slow path is fine.
-        Some(shape) if !matches!(shape, FaultAction::TruncatedBody) => {
+        Some(shape) if faults::reshapes(shape) => {
             let mut value = serde_json::to_value(&doc).unwrap_or_default();
             if let Value::Object(map) = &mut value {
                 faults::reshape(map, shape);
@@ -275,8 +292,10 @@ fn serve_page(
         }
         _ => serde_json::to_string(&doc).unwrap_or_default(),
     };
-    if matches!(shape, Some(FaultAction::TruncatedBody)) {
-        body = faults::truncate(body);
+    match shape {
+        Some(FaultAction::TruncatedBody) => body = faults::truncate(body),
+        Some(FaultAction::ReplaceInBody { from, to }) => body = body.replace(from.as_str(), to),
+        _ => {}
     }
     respond(200, JSON, body)
 }

@@ -10,4 +10,5 @@ mod mirror;
 mod pipeline;
 mod simulator_contract;
 mod soak;
+mod untrusted_api;
 mod untrusted_records;

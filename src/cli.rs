@@ -391,3 +391,46 @@ pub async fn sync_command(
         _ => exit::FAILED,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::DaemonError;
+    use crate::schedule::ScheduleError;
+    use crate::store::StoreError;
+    use crate::sync::SyncError;
+    use anyhow::Context;
+
+    fn wrapped(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+        Err::<(), _>(e).context("starting the service").unwrap_err()
+    }
+
+    #[test]
+    fn the_exit_code_is_found_whatever_wraps_the_error() {
+        let no_key = Settings::load_from(None, Vec::new())
+            .unwrap()
+            .api
+            .require_key()
+            .unwrap_err();
+        let busy = || StoreError::Busy("the lock file".into());
+        for (error, code) in [
+            (wrapped(DaemonError::Settings(no_key)), exit::SETTINGS),
+            (
+                wrapped(DaemonError::Schedule(ScheduleError::Never(
+                    "0 0 0 30 2 *".into(),
+                ))),
+                exit::SETTINGS,
+            ),
+            (wrapped(DaemonError::Store(busy())), exit::BUSY),
+            (wrapped(SyncError::Store(busy())), exit::BUSY),
+            (anyhow::Error::new(SyncError::Cancelled), exit::ABORTED),
+            (
+                wrapped(DaemonError::Schedule(ScheduleError::CurrentThread)),
+                exit::FAILED,
+            ),
+            (anyhow::anyhow!("anything else"), exit::FAILED),
+        ] {
+            assert_eq!(exit_code(&error), code, "{error:#}");
+        }
+    }
+}

@@ -297,16 +297,22 @@ impl Store {
                 why: format!("the file {} does not exist", path.display()),
             });
         }
-        let open = |options: SqliteConnectOptions| {
-            SqlitePoolOptions::new()
+        // Opening is lazy about the WAL: the first read is what fails when it cannot be used.
+        let open = |options: SqliteConnectOptions| async move {
+            let pool = SqlitePoolOptions::new()
                 .max_connections(2)
                 .connect_with(options)
+                .await?;
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&pool)
+                .await?;
+            Ok::<_, sqlx::Error>(pool)
         };
         let pool = match open(options.clone()).await {
             Ok(pool) => pool,
             // A WAL database whose -wal and -shm files are gone (no writer has it open) in
             // a folder the reader cannot write: SQLite cannot create the shared memory, and
-            // opens it only as immutable, which is safe while no writer runs.
+            // reads the file only as immutable, which is safe while no writer runs.
             Err(first) if !wal_file(&path).exists() => open(options.immutable(true))
                 .await
                 .map_err(|_| fail(first))?,

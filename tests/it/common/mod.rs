@@ -51,6 +51,13 @@ impl Drop for Db {
 }
 
 impl Db {
+    /// The administrator's URL this PostgreSQL database was made from, and its schema.
+    pub fn postgres_schema(&self) -> Option<(&str, &str)> {
+        self.schema
+            .as_ref()
+            .map(|(admin, schema)| (admin.as_str(), schema.as_str()))
+    }
+
     /// The same database, opened so that every write fails (a database refusing writes).
     pub fn read_only_url(&self) -> String {
         if self.backend == "sqlite" {
@@ -136,6 +143,20 @@ pub async fn simulator(opts: SimOptions) -> (Simulator, SimServer) {
     let sim = Simulator::new(opts);
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     (sim, server)
+}
+
+/// Faults under which every request for `page` hangs for two minutes (a run waits there,
+/// with the pages before it applied, until it is stopped).
+pub fn page_hangs(page: u32) -> closebot_sync::simulator::Faults {
+    use closebot_sync::simulator::{FaultAction, FaultRule, Faults};
+    Faults {
+        rules: vec![FaultRule {
+            page: Some(page),
+            attempts: 1..=1000,
+            action: FaultAction::Delay(std::time::Duration::from_secs(120)),
+        }],
+        ..Faults::default()
+    }
 }
 
 pub fn sim_options(sources: usize, seed: u64) -> SimOptions {

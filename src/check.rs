@@ -1,10 +1,7 @@
 //! `closebot-sync check`: the pre-flight check. Settings, the database (and its pending
 //! migrations), and one request for one source to prove the key works. Writes nothing.
 
-use std::str::FromStr;
-
 use secrecy::SecretString;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::closebot::Client;
 use crate::config::Settings;
@@ -17,63 +14,34 @@ fn line(what: &str, ok: bool, text: &str) -> String {
     format!("{what:<9} {verdict:<6} {text}")
 }
 
-/// Opens the database without creating or changing it: SQLite read-only (`None` when the
-/// file does not exist yet), PostgreSQL as usual (only reads follow).
-async fn open_read_only(settings: &Settings) -> Result<Option<Store>, StoreError> {
-    let url = &settings.database.url;
-    let fail = |source| StoreError::Connect {
-        url: redact_url(url),
-        source,
-    };
-    if !url.starts_with("sqlite:") {
-        return Store::connect(url, 2).await.map(Some);
-    }
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(fail)?
-        .read_only(true);
-    let path = options.get_filename().to_path_buf();
-    if !path.exists() {
-        return Ok(None);
-    }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .map_err(fail)?;
-    let mut lock_path = path.into_os_string();
-    lock_path.push(".lock");
-    Ok(Some(Store::Sqlite {
-        pool,
-        lock_path: lock_path.into(),
-    }))
-}
-
 async fn check_database(settings: &Settings) -> (bool, String) {
-    let shown = redact_url(&settings.database.url);
-    match open_read_only(settings).await {
-        Ok(None) => (
-            true,
-            format!("{shown} does not exist yet: `run`, `sync` or `migrate` creates it"),
-        ),
-        Ok(Some(store)) => {
-            let result = store.pending_migrations().await;
-            store.close().await;
-            match result {
-                Ok(0) => (
-                    true,
-                    format!("{shown} ({}), schema up to date", store.backend().name()),
-                ),
-                Ok(n) => (
-                    true,
-                    format!(
-                        "{shown} ({}), {n} migrations pending: `run` and `sync` apply them at start, \
-                         or run `closebot-sync migrate`",
-                        store.backend().name()
-                    ),
-                ),
-                Err(e) => (false, chain(&e)),
-            }
+    let url = &settings.database.url;
+    let shown = redact_url(url);
+    let store = match Store::open_read_only(url).await {
+        Ok(store) => store,
+        // Before the first run a SQLite file is simply not there yet; a PostgreSQL database
+        // must be created by its administrator.
+        Err(StoreError::Missing { .. }) if !settings.is_postgres() => {
+            return (
+                true,
+                format!("{shown} does not exist yet: `run`, `sync` or `migrate` creates it"),
+            )
         }
+        Err(e) => return (false, chain(&e)),
+    };
+    let result = store.pending_migrations().await;
+    store.close().await;
+    let backend = store.backend().name();
+    match result {
+        Ok(0) => (true, format!("{shown} ({backend}), schema up to date")),
+        Ok(n) => (
+            true,
+            format!(
+                "{shown} ({backend}), {} pending: `run` and `sync` apply them at start, \
+                 or run `closebot-sync migrate`",
+                crate::report::count(n as u64, "migration", "migrations")
+            ),
+        ),
         Err(e) => (false, chain(&e)),
     }
 }
@@ -103,7 +71,8 @@ async fn check_api(settings: &Settings) -> (bool, String) {
 }
 
 /// Runs every check, prints one line each, and returns the exit code: 0 when all passed,
-/// 1 when one failed (invalid settings never get here: they exit 2 at load).
+/// 2 when the API key is missing (other invalid settings exit 2 at load), 1 when a check
+/// failed.
 pub async fn check_command(settings: &Settings) -> u8 {
     let schedule = format!(
         "schedule \"{}\" (UTC), run_on_start {}, metrics {}",
@@ -122,6 +91,10 @@ pub async fn check_command(settings: &Settings) -> u8 {
     if db_ok && api_ok {
         println!("all checks passed: `closebot-sync run` can start");
         crate::cli::exit::OK
+    } else if let Err(e) = settings.api.require_key() {
+        // No key is a settings error, as it is for `run` and `sync`.
+        println!("a check failed: fix the settings and run `closebot-sync check` again");
+        e.exit_code()
     } else {
         println!("a check failed: fix it and run `closebot-sync check` again");
         crate::cli::exit::FAILED

@@ -20,6 +20,45 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
     pub const BUSY: u8 = 4;
     pub const ABORTED: u8 = 5;
+
+    /// The exit codes of `sync`, as `sync --help` lists them.
+    pub const SYNC_HELP: &str = "Exit codes:
+  0  succeeded
+  1  failed: nothing of the run was applied (the summary says why)
+  2  invalid settings (the message names the setting and the fix)
+  3  partial: changes applied, nothing marked deleted (the summary says why)
+  4  another closebot-sync is syncing this database: this run did not start
+  5  stopped by SIGTERM or SIGINT: the run was rolled back";
+}
+
+/// The exit code of an error that ends a command, whatever wraps it: the chain of causes
+/// is walked once, and the first error that knows its code decides (1 when none does).
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(known_exit_code)
+        .unwrap_or(exit::FAILED)
+}
+
+fn known_exit_code(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    use crate::config::ConfigError;
+    use crate::daemon::DaemonError;
+    use crate::schedule::ScheduleError;
+    use crate::store::StoreError;
+    use crate::sync::SyncError;
+    if let Some(e) = e.downcast_ref::<ConfigError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<DaemonError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<ScheduleError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = e.downcast_ref::<SyncError>() {
+        return Some(e.exit_code());
+    }
+    e.downcast_ref::<StoreError>().map(StoreError::exit_code)
 }
 
 #[derive(Debug, Parser)]
@@ -38,7 +77,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run one sync now; the exit code says how it went (0 succeeded, 3 partial, 1 failed).
+    /// Run one sync now; the exit code says how it went (listed below).
+    #[command(after_help = exit::SYNC_HELP)]
     Sync {
         /// Walk and compare, print what would change, write nothing (not even the run's row).
         #[arg(long)]
@@ -52,22 +92,26 @@ pub enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
-    /// Print a source's versions and field changes, newest first.
+    /// Print a source's name, versions and field changes, newest first (exit 1 for an
+    /// unknown id). Reads only.
     History {
         /// The sourceId.
         source_id: String,
     },
-    /// Write the listing as it stood at a time, as JSON, to stdout.
+    /// Write the listing as it stood at a time, as JSON, to stdout; one consistent snapshot
+    /// (exit 1, nothing on stdout, for a time before the mirror's first completed run).
+    /// Reads only.
     Export {
         /// RFC 3339 time (e.g. 2026-03-03T12:00:00Z) or a date (the end of that day, UTC). Default: now.
         #[arg(long, value_name = "TIME")]
         as_of: Option<String>,
     },
     /// Run as a service: sync on `schedule.cron` (UTC) until SIGTERM or SIGINT (exit 0 after
-    /// a clean stop, 1 when it could not start or the run in flight had to be dropped).
+    /// a clean stop, 1 when it could not start or the run in flight had to be dropped, 2 for
+    /// invalid settings, 4 when another instance held the lock it needs to migrate).
     Run,
-    /// Check the settings, the database and the API key without writing anything (exit 0
-    /// when all passed, 1 when one failed, 2 for invalid settings).
+    /// Check the settings, the database (read-only) and the API key without writing anything
+    /// (exit 0 when all passed, 1 when one failed, 2 for invalid settings).
     Check,
     /// Try it without a key: sync a simulated agency into a new SQLite file, change it, sync again.
     Demo {
@@ -118,10 +162,10 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         latency_ms: u64,
     },
-    /// Show the last runs.
+    /// Show the last runs and the current health. Reads only.
     Status {
-        /// How many runs to show.
-        #[arg(long, default_value_t = 10)]
+        /// How many runs to show (at least 1).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
     },
 }
@@ -159,11 +203,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("closebot-sync: error: {}", chain(e.as_ref()));
-            let code = match e.downcast_ref::<crate::config::ConfigError>() {
-                Some(_) => exit::SETTINGS,
-                None => exit::FAILED,
-            };
-            ExitCode::from(code)
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -179,27 +219,24 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
                 trigger: "manual".to_string(),
                 dry_run,
                 allow_mass_delete,
+                migrate: !dry_run,
             };
             sync_command(settings, &options, json).await
         }
         Command::Migrate => {
             let store = connect(settings).await?;
-            let applied = store.migrate().await?;
+            let applied = store.migrate_locked().await?;
             println!(
-                "database {} is up to date ({applied} migrations applied now)",
-                crate::store::redact_url(&settings.database.url)
+                "database {} is up to date ({} applied now)",
+                crate::store::redact_url(&settings.database.url),
+                crate::report::count(applied as u64, "migration", "migrations")
             );
             Ok(exit::OK)
         }
         Command::History { source_id } => {
-            let store = ready_store(settings).await?;
-            let mut c = store.acquire().await?;
-            let versions = crate::store::history::versions(&mut c.conn(), &source_id).await?;
-            let changes = crate::store::history::changes(&mut c.conn(), &source_id).await?;
-            print!(
-                "{}",
-                crate::report::history_text(&source_id, &versions, &changes)
-            );
+            let store = read_store(settings).await?;
+            let text = crate::report::history(&store, &source_id).await?;
+            print!("{text}");
             Ok(exit::OK)
         }
         Command::Export { as_of } => {
@@ -207,16 +244,15 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
                 Some(t) => crate::report::parse_as_of(&t).map_err(anyhow::Error::msg)?,
                 None => chrono::Utc::now(),
             };
-            let store = ready_store(settings).await?;
-            let mut c = store.acquire().await?;
+            let store = read_store(settings).await?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let n = crate::report::export(&mut c.conn(), at, &mut out).await?;
-            tracing::info!(sources = n, "exported the listing as of {at}");
+            let n = crate::report::export(&store, at, &mut out).await?;
+            tracing::debug!(sources = n, "exported the listing as of {at}");
             Ok(exit::OK)
         }
         Command::Status { runs: n } => {
-            let store = ready_store(settings).await?;
+            let store = read_store(settings).await?;
             let mut c = store.acquire().await?;
             let rows = runs::last(&mut c.conn(), n).await?;
             print!("{}", crate::report::runs_table(&rows));
@@ -270,13 +306,12 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::connect(&settings.database.url, settings.database.max_connections).await?)
 }
 
-/// Opens the database for reading, refusing one whose schema is behind this binary.
-pub async fn ready_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = connect(settings).await?;
-    let pending = store.pending_migrations().await?;
-    if pending > 0 {
-        anyhow::bail!(crate::store::StoreError::Outdated { pending });
-    }
+/// Opens the database for a command that only reads (`status`, `history`, `export`): read-only,
+/// never created or migrated; it must exist with a schema as new as this binary's.
+pub async fn read_store(settings: &Settings) -> anyhow::Result<Store> {
+    let url = &settings.database.url;
+    let store = Store::open_read_only(url).await?;
+    store.require_schema(url).await?;
     Ok(store)
 }
 
@@ -327,7 +362,8 @@ pub fn shutdown_signal() -> CancellationToken {
     token
 }
 
-/// `sync`: migrate, run once, print the summary, exit by the run's status.
+/// `sync`: run once (migrating first, under the writer lock), print the summary once, on
+/// stdout, and exit by the run's status.
 pub async fn sync_command(
     settings: &Settings,
     options: &SyncOptions,
@@ -338,20 +374,11 @@ pub async fn sync_command(
         // A dry run writes nothing, not even the schema: it compares against the tables.
         dry_run_store(settings).await?
     } else {
-        let store = connect(settings).await?;
-        store.migrate().await?;
-        store
+        connect(settings).await?
     };
     let client = Client::new(&settings.api, key)?;
     let cancel = shutdown_signal();
-    let report = match sync::run_once(settings, &store, &client, options, &cancel).await {
-        Ok(r) => r,
-        Err(sync::SyncError::Store(e @ crate::store::StoreError::Busy(_))) => {
-            eprintln!("closebot-sync: {e}");
-            return Ok(exit::BUSY);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let report = sync::run_once(settings, &store, &client, options, &cancel).await?;
     if json {
         println!("{}", report.to_json());
     } else {
@@ -365,4 +392,47 @@ pub async fn sync_command(
         RunStatus::Aborted => exit::ABORTED,
         _ => exit::FAILED,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::DaemonError;
+    use crate::schedule::ScheduleError;
+    use crate::store::StoreError;
+    use crate::sync::SyncError;
+    use anyhow::Context;
+
+    fn wrapped(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+        Err::<(), _>(e).context("starting the service").unwrap_err()
+    }
+
+    #[test]
+    fn the_exit_code_is_found_whatever_wraps_the_error() {
+        let no_key = Settings::load_from(None, Vec::new())
+            .unwrap()
+            .api
+            .require_key()
+            .unwrap_err();
+        let busy = || StoreError::Busy("the lock file".into());
+        for (error, code) in [
+            (wrapped(DaemonError::Settings(no_key)), exit::SETTINGS),
+            (
+                wrapped(DaemonError::Schedule(ScheduleError::Never(
+                    "0 0 0 30 2 *".into(),
+                ))),
+                exit::SETTINGS,
+            ),
+            (wrapped(DaemonError::Store(busy())), exit::BUSY),
+            (wrapped(SyncError::Store(busy())), exit::BUSY),
+            (anyhow::Error::new(SyncError::Cancelled), exit::ABORTED),
+            (
+                wrapped(DaemonError::Schedule(ScheduleError::CurrentThread)),
+                exit::FAILED,
+            ),
+            (anyhow::anyhow!("anything else"), exit::FAILED),
+        ] {
+            assert_eq!(exit_code(&error), code, "{error:#}");
+        }
+    }
 }

@@ -24,6 +24,19 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("setting `{key}` is invalid: {problem}")]
     Invalid { key: &'static str, problem: String },
+    #[error(
+        "environment variable {variable} names no setting: {problem}. A setting's variable is \
+         CLOSEBOT_SYNC_<SECTION>__<KEY>, two underscores between section and key (e.g. \
+         CLOSEBOT_SYNC_API__PAGE_SIZE sets api.page_size)"
+    )]
+    Variable { variable: String, problem: String },
+}
+
+impl ConfigError {
+    /// The process's exit code for invalid settings, whatever command meets them.
+    pub fn exit_code(&self) -> u8 {
+        crate::cli::exit::SETTINGS
+    }
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -108,6 +121,14 @@ struct RawHealth {
 struct RawHistory {
     retain_days: Option<u32>,
 }
+
+/// Settings without a default (so not in [`DEFAULTS`]); with those, every key there is.
+const KEYS_WITHOUT_DEFAULT: &[&str] = &[
+    "api.key",
+    "api.key_file",
+    "metrics.listen",
+    "history.retain_days",
+];
 
 /// The built-in defaults; `config.example.toml` repeats them for operators.
 const DEFAULTS: &str = r#"
@@ -213,11 +234,120 @@ impl ApiSettings {
         self.key.as_ref().ok_or_else(|| {
             invalid(
                 "api.key",
-                "no API key is set: set CLOSEBOT_SYNC_API__KEY, or `api.key_file` to a file that holds it \
-                 (with systemd: LoadCredential= and key_file = \"${CREDENTIALS_DIRECTORY}/api-key\")",
+                "no API key is set: set CLOSEBOT_SYNC_API__KEY, or `api.key_file` (or \
+                 CLOSEBOT_SYNC_API__KEY_FILE) to a file that holds it; under systemd, \
+                 LoadCredential=api-key:/etc/closebot-sync/api-key with \
+                 key_file = \"${CREDENTIALS_DIRECTORY}/api-key\" (variables in ${...} are expanded)",
             )
         })
     }
+}
+
+/// The settings' keys, `section.key`: those with a default and those without.
+fn known_keys() -> Result<Vec<String>, ConfigError> {
+    let defaults = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+        .build()?;
+    let mut keys: Vec<String> = KEYS_WITHOUT_DEFAULT.iter().map(|k| k.to_string()).collect();
+    let sections: config::Map<String, config::Map<String, config::Value>> =
+        defaults.try_deserialize()?;
+    for (section, table) in sections {
+        keys.extend(table.keys().map(|key| format!("{section}.{key}")));
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// Sorts the `CLOSEBOT_SYNC_*` variables: settings (`SECTION__KEY`, each checked against the
+/// known keys) and strays without a `__`, such as Kubernetes' `CLOSEBOT_SYNC_PORT` for a
+/// Service of that name, which are left alone. `CLOSEBOT_SYNC_CONFIG` names the file.
+fn settings_variables(
+    env: &[(String, String)],
+) -> Result<(config::Map<String, String>, Vec<String>), ConfigError> {
+    let known = known_keys()?;
+    let prefix = format!("{ENV_PREFIX}_");
+    let mut settings = config::Map::new();
+    let mut strays = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if name == CONFIG_ENV {
+            continue;
+        }
+        let Some((section, key)) = rest.split_once("__") else {
+            strays.push(name.clone());
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let keys_of: Vec<&str> = known
+            .iter()
+            .filter_map(|k| k.strip_prefix(&format!("{section}.")))
+            .collect();
+        let problem = if keys_of.is_empty() {
+            let mut sections: Vec<&str> =
+                known.iter().filter_map(|k| k.split('.').next()).collect();
+            sections.dedup();
+            Some(format!(
+                "there is no section [{section}] (the sections: {})",
+                sections.join(", ")
+            ))
+        } else if !keys_of.contains(&key.as_str()) {
+            Some(format!(
+                "[{section}] has no key `{key}` (its keys: {})",
+                keys_of.join(", ")
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::Variable {
+                variable: name.clone(),
+                problem,
+            });
+        }
+        settings.insert(name.clone(), value.clone());
+    }
+    strays.sort();
+    Ok((settings, strays))
+}
+
+/// Expands `${NAME}` from the environment (systemd's `${CREDENTIALS_DIRECTORY}`, ...); a
+/// variable that is not set is an error naming it.
+fn expand_variables(
+    key: &'static str,
+    text: &str,
+    env: &[(String, String)],
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(invalid(
+                key,
+                format!("{text:?} opens `${{` without closing it: write ${{NAME}}"),
+            ));
+        };
+        let name = &after[..end];
+        match env.iter().find(|(k, _)| k == name) {
+            Some((_, value)) => out.push_str(value),
+            None => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{text:?} uses ${{{name}}}, which is not set in the environment \
+                         (systemd sets CREDENTIALS_DIRECTORY only for a service with \
+                         LoadCredential=; elsewhere write the file's path)"
+                    ),
+                ))
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Settings {
@@ -260,11 +390,21 @@ impl Settings {
             builder = builder
                 .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
-        // Only our own variables, and not the one that names the file: it is no setting.
-        let ours: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")) && k != CONFIG_ENV)
-            .collect();
+        // Only our own variables of the SECTION__KEY shape; others are named once, in a warning.
+        let (ours, strays) = settings_variables(&env)?;
+        if !strays.is_empty() {
+            warnings.push(format!(
+                "ignored {} not of the form CLOSEBOT_SYNC_<SECTION>__<KEY> (two underscores): {} \
+                 (a container platform may set such variables; if one was meant as a setting, \
+                 write it as e.g. CLOSEBOT_SYNC_API__KEY)",
+                if strays.len() == 1 {
+                    "an environment variable"
+                } else {
+                    "environment variables"
+                },
+                strays.join(", ")
+            ));
+        }
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
@@ -282,7 +422,7 @@ impl Settings {
                 ));
             }
         }
-        validate(raw, warnings)
+        validate(raw, warnings, &env)
     }
 
     /// True when the database URL names PostgreSQL.
@@ -313,7 +453,11 @@ fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigError> {
+fn validate(
+    raw: RawSettings,
+    warnings: Vec<String>,
+    env: &[(String, String)],
+) -> Result<Settings, ConfigError> {
     let base_url = url::Url::parse(&raw.api.base_url).map_err(|e| {
         invalid(
             "api.base_url",
@@ -364,7 +508,13 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
             ))
         }
         (Some(key), None) => Some(check_key("api.key", key)?),
-        (None, Some(path)) => Some(read_key_file(&path)?),
+        (None, Some(path)) => {
+            let path = match path.to_str() {
+                Some(text) => PathBuf::from(expand_variables("api.key_file", text, env)?),
+                None => path,
+            };
+            Some(read_key_file(&path)?)
+        }
         (None, None) => None,
     };
     let url = raw.database.url.trim().to_string();
@@ -376,6 +526,14 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
             "database.url",
             "must start with sqlite: (e.g. sqlite://closebot-sync.db) or postgres:// \
              (e.g. postgres://user@localhost/closebot)",
+        ));
+    }
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(invalid(
+            "database.url",
+            "an in-memory SQLite database is gone when the process exits: every run would start \
+             from nothing and no other command could read it; give a file, e.g. \
+             sqlite://closebot-sync.db",
         ));
     }
     if raw.database.max_connections < 2 {
@@ -457,7 +615,21 @@ fn validate(raw: RawSettings, warnings: Vec<String>) -> Result<Settings, ConfigE
         },
         schedule: ScheduleSettings {
             cron: {
-                parse_cron(&raw.schedule.cron).map_err(|p| invalid("schedule.cron", p))?;
+                let cron =
+                    parse_cron(&raw.schedule.cron).map_err(|p| invalid("schedule.cron", p))?;
+                if cron
+                    .find_next_occurrence(&chrono::Utc::now(), false)
+                    .is_err()
+                {
+                    return Err(invalid(
+                        "schedule.cron",
+                        format!(
+                            "{:?} names no time in the future (a date that never comes, such as \
+                             30 February): `run` would never sync",
+                            raw.schedule.cron
+                        ),
+                    ));
+                }
                 raw.schedule.cron
             },
             run_on_start: raw.schedule.run_on_start,
@@ -661,6 +833,91 @@ mod tests {
             .unwrap()
             .warnings
             .is_empty());
+    }
+
+    #[test]
+    fn variables_without_a_double_underscore_are_ignored_with_one_warning_naming_them() {
+        let s = load(
+            "",
+            &[
+                ("CLOSEBOT_SYNC_PORT", "tcp://10.0.0.7:9464"),
+                ("CLOSEBOT_SYNC_SERVICE_HOST", "10.0.0.7"),
+                ("CLOSEBOT_SYNC_API__PAGE_SIZE", "25"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.api.page_size, 25);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let w = &s.warnings[0];
+        assert!(
+            w.contains("CLOSEBOT_SYNC_PORT, CLOSEBOT_SYNC_SERVICE_HOST") && w.contains("__"),
+            "{w}"
+        );
+        // The variable that names the settings file is no stray.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "").unwrap();
+        let s = Settings::load_from(None, [(CONFIG_ENV.to_string(), file.display().to_string())])
+            .unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn a_typo_in_a_setting_variable_names_the_variable_and_the_rule() {
+        for (var, says) in [
+            (
+                "CLOSEBOT_SYNC_API__PAGE_SISE",
+                "[api] has no key `page_sise`",
+            ),
+            ("CLOSEBOT_SYNC_APII__KEY", "there is no section [apii]"),
+        ] {
+            let e = load("", &[(var, "5")]).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let e = e.to_string();
+            assert!(e.contains(var) && e.contains(says), "{e}");
+            assert!(e.contains("CLOSEBOT_SYNC_<SECTION>__<KEY>"), "{e}");
+        }
+    }
+
+    #[test]
+    fn variables_in_the_key_file_path_are_expanded_and_an_unset_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api-key"), "from-credentials\n").unwrap();
+        let toml = "[api]\nkey_file = \"${CREDENTIALS_DIRECTORY}/api-key\"\n";
+        let creds = dir.path().display().to_string();
+        let s = load(toml, &[("CREDENTIALS_DIRECTORY", creds.as_str())]).unwrap();
+        assert_eq!(s.api.key.unwrap().expose_secret(), "from-credentials");
+        let e = load(toml, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("api.key_file")
+                && e.contains("${CREDENTIALS_DIRECTORY}")
+                && e.contains("not set"),
+            "{e}"
+        );
+        let hint = load("", &[])
+            .unwrap()
+            .api
+            .require_key()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            hint.contains("${CREDENTIALS_DIRECTORY}/api-key") && hint.contains("expanded"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn an_in_memory_database_and_a_schedule_that_never_fires_are_refused() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let e = load(&format!("[database]\nurl = \"{url}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("database.url") && e.contains("in-memory"), "{e}");
+        }
+        let e = load("[schedule]\ncron = \"0 0 0 30 2 *\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("schedule.cron") && e.contains("never"), "{e}");
     }
 
     #[test]

@@ -16,8 +16,9 @@ use crate::schedule::{
     TickSource,
 };
 use crate::serve::ServeError;
-use crate::store::{runs, Store, StoreError};
-use crate::sync::{chain, run_once, SyncError, SyncOptions};
+use crate::store::runs::{self, RunStatus};
+use crate::store::{Store, StoreError};
+use crate::sync::{chain, run_once, RunReport, SyncError, SyncOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -31,6 +32,32 @@ pub enum DaemonError {
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+}
+
+impl DaemonError {
+    /// The process's exit code when this stops `run`: 2 for invalid settings (systemd's
+    /// `RestartPreventExitStatus=2` then keeps it from restarting in vain).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Settings(e) => e.exit_code(),
+            DaemonError::Store(e) => e.exit_code(),
+            DaemonError::Schedule(e) => e.exit_code(),
+            DaemonError::Api(_) | DaemonError::Serve(_) => crate::cli::exit::FAILED,
+        }
+    }
+}
+
+/// Logs a run's summary at the level its outcome deserves: a requested stop or a partial
+/// run is a warning, not an error.
+fn log_outcome(report: &RunReport) {
+    let run_id = report.run_id.unwrap_or(0);
+    let status = report.status.as_str();
+    let summary = report.summary();
+    match report.status {
+        RunStatus::Succeeded => tracing::info!(run_id, status, "{summary}"),
+        RunStatus::Failed => tracing::error!(run_id, status, "{summary}"),
+        _ => tracing::warn!(run_id, status, "{summary}"),
+    }
 }
 
 /// Tells systemd (when `NOTIFY_SOCKET` is set; otherwise nothing happens).
@@ -67,6 +94,7 @@ fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
             let at = chrono::Utc::now();
             match run_once(&settings, &store, &client, &options, &cancel).await {
                 Ok(report) => {
+                    log_outcome(&report);
                     notify(&[NotifyState::Status(&report.summary())]);
                     JobOutcome::Ran
                 }
@@ -141,9 +169,14 @@ pub async fn serve(
     let cron = Cron::parse(&settings.schedule.cron)?;
     let key = settings.api.require_key()?.clone();
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-    let applied = store.migrate().await?;
-    if applied > 0 {
-        tracing::info!(applied, "migrated the database");
+    // Under the writer lock, so a `sync` or a second instance starting now cannot migrate
+    // at the same time; nothing is pending on most starts, and then no lock is needed.
+    if store.pending_migrations().await? > 0 {
+        let applied = store.migrate_locked().await?;
+        tracing::info!(
+            "migrated the database: {} applied",
+            crate::report::count(applied as u64, "migration", "migrations")
+        );
     }
     mark_abandoned_at_start(&store).await?;
     let client = Client::new(&settings.api, key)?;

@@ -4,10 +4,15 @@ use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::closebot::printable;
+use crate::closebot::untrusted::printable;
 use crate::store::history::{self, ChangeRow, VersionRow};
 use crate::store::runs::{RejectRow, RunRow};
-use crate::store::Conn;
+use crate::store::Store;
+
+/// `n` and its noun, singular or plural: "1 page", "2 pages".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 fn cut(s: &str, n: usize) -> String {
     let mut t: String = s.chars().take(n).collect();
@@ -99,15 +104,45 @@ pub fn rejects_text(rows: &[RejectRow], total: i64) -> String {
     out
 }
 
-/// A source's history as text: its versions, then its field changes, newest first.
-pub fn history_text(source_id: &str, versions: &[VersionRow], changes: &[ChangeRow]) -> String {
+/// `history SOURCE_ID`: the source's name, versions and changes, read in one snapshot; an
+/// id the mirror never held is an error.
+pub async fn history(store: &Store, source_id: &str) -> anyhow::Result<String> {
+    let mut tx = store.begin_read().await?;
+    let versions = history::versions(&mut tx.conn(), source_id).await?;
+    let changes = history::changes(&mut tx.conn(), source_id).await?;
+    let name = history::latest_name(&mut tx.conn(), source_id).await?;
+    tx.rollback().await?;
     if versions.is_empty() && changes.is_empty() {
-        return format!(
-            "no history for source {source_id}: it was never synced (check the id with `export`)\n"
+        anyhow::bail!(
+            "unknown source {:?}: the mirror never held a source with this sourceId (check it: \
+             `closebot-sync export` lists the ids)",
+            printable(source_id)
         );
     }
+    Ok(history_text(
+        source_id,
+        name.as_deref(),
+        &versions,
+        &changes,
+    ))
+}
+
+/// A source's history as text: its name, its versions, then its field changes, newest first.
+pub fn history_text(
+    source_id: &str,
+    name: Option<&str>,
+    versions: &[VersionRow],
+    changes: &[ChangeRow],
+) -> String {
     let time = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
-    let mut out = format!("source {source_id}\n\nversions (newest first)\n");
+    let name = match name {
+        Some(n) => format!("\"{}\"", printable(n)),
+        None => "(no name)".to_string(),
+    };
+    let mut out = format!(
+        "source {} {name}\n\nversions (newest first)\n",
+        printable(source_id)
+    );
     out.push_str(&format!(
         "{:>7}  {:<19}  {:<19}  {:>6}  {:>6}\n",
         "version", "valid from (UTC)", "valid to (UTC)", "opened", "closed"
@@ -166,12 +201,35 @@ pub fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// Writes the listing as it stood at `at`: `{"asOf": ..., "sources": [...]}`, sorted by
-/// sourceId, each record as the API sent it, credentials left out. Reads a slice at a time.
+/// sourceId, each record as the API sent it, credentials left out. Reads a slice at a time,
+/// all in one read transaction, so a run that commits meanwhile is seen wholly or not at
+/// all. A time before the mirror's first completed run is an error: the mirror does not
+/// know the listing then, and an empty listing would say it was empty.
 pub async fn export(
-    conn: &mut Conn<'_>,
+    store: &Store,
     at: DateTime<Utc>,
     out: &mut impl Write,
 ) -> anyhow::Result<usize> {
+    let mut tx = store.begin_read().await?;
+    let Some(first) = history::first_completed_run(&mut tx.conn()).await? else {
+        anyhow::bail!(
+            "the mirror holds no completed run yet, so there is no listing to export: run \
+             `closebot-sync sync` first (or check that this is the service's database)"
+        );
+    };
+    if at < first.started_at {
+        anyhow::bail!(
+            "--as-of {} is before the mirror's first completed run (run {}, started {}): the \
+             mirror does not know the listing then; export a time from then on",
+            at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            first.run_id,
+            first
+                .started_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+    }
+    let mut conn = tx.conn();
+    let conn = &mut conn;
     write!(
         out,
         "{{\"asOf\":{},\"sources\":[",
@@ -195,5 +253,6 @@ pub async fn export(
     }
     out.write_all(b"\n]}\n")?;
     out.flush()?;
+    tx.rollback().await?;
     Ok(n)
 }

@@ -36,6 +36,15 @@ impl SyncError {
             _ => RunStatus::Failed,
         }
     }
+
+    /// The process's exit code when this ends `sync` (see `crate::cli::exit_code`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SyncError::Cancelled => crate::cli::exit::ABORTED,
+            SyncError::Store(e) => e.exit_code(),
+            _ => crate::cli::exit::FAILED,
+        }
+    }
 }
 
 /// How to run.
@@ -47,6 +56,9 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Accept, once, a complete walk that would delete more than `sync.max_delete_fraction`.
     pub allow_mass_delete: bool,
+    /// Apply pending migrations first, under the writer lock (`sync`; the daemon migrates at
+    /// start).
+    pub migrate: bool,
 }
 
 /// What a run did.
@@ -76,10 +88,24 @@ impl RunReport {
             Some(id) => format!("run {id} {}", self.status.as_str()),
             None => "dry run (nothing written)".to_string(),
         };
+        use crate::report::count;
+        // A run that did not commit applied nothing: say what it saw, not what it would have kept.
+        let applied = match self.status {
+            RunStatus::Failed | RunStatus::Aborted if self.run_id.is_some() => {
+                "nothing applied".to_string()
+            }
+            _ => format!(
+                "{} created, {} updated, {} unchanged, {} deleted, {} restored",
+                c.created, c.updated, c.unchanged, c.deleted, c.restored
+            ),
+        };
         let mut line = format!(
-            "{what} in {:.1}s: {} pages, {} sources seen ({} created, {} updated, {} unchanged, {} deleted, {} restored), {} requests, {} retries",
+            "{what} in {:.1}s: {}, {} seen ({applied}), {}, {}",
             self.duration.as_secs_f64(),
-            c.pages, c.seen, c.created, c.updated, c.unchanged, c.deleted, c.restored, c.http_requests, c.retries
+            count(c.pages, "page", "pages"),
+            count(c.seen, "source", "sources"),
+            count(c.http_requests, "request", "requests"),
+            count(c.retries, "retry", "retries"),
         );
         if let Some(n) = &self.notes {
             line.push_str(&format!("; {n}"));
@@ -171,6 +197,8 @@ struct Sink<'a> {
     applier: &'a mut Applier,
     store_credentials: bool,
     cancel: &'a CancellationToken,
+    /// Pages taken so far (kept when the walk fails: a failed run records what it saw).
+    pages: &'a mut u64,
 }
 
 /// A page's sources ready to apply, and those quarantined.
@@ -211,6 +239,7 @@ impl PageSink for Sink<'_> {
         }
         self.applier.reject(rejected);
         self.applier.apply(prepared).await?;
+        *self.pages += 1;
         Ok(())
     }
 }
@@ -279,6 +308,12 @@ pub async fn run_once(
 ) -> Result<RunReport, SyncError> {
     let started = Instant::now();
     let lock = store.lock_writer().await?;
+    if options.migrate && !options.dry_run {
+        let applied = store.migrate().await?;
+        if applied > 0 {
+            tracing::info!(applied, "migrated the database");
+        }
+    }
     let at = Utc::now();
     let run_id = if options.dry_run {
         None
@@ -356,11 +391,18 @@ pub async fn run_once(
         Ok((status, notes)) => (status, notes, None),
         Err(e) => {
             let text = chain(&e);
-            span.in_scope(
-                || tracing::error!(error = %text, "the run failed; nothing of it was applied"),
-            );
+            // What the run saw stays (pages, requests, the sources it compared); what it
+            // applied went with the rollback, so those counts are 0.
+            let compared = counts.created + counts.updated + counts.unchanged + counts.restored;
+            counts.seen = counts.seen.max(compared);
+            (
+                counts.created,
+                counts.updated,
+                counts.unchanged,
+                counts.deleted,
+                counts.restored,
+            ) = (0, 0, 0, 0, 0);
             if let Some(id) = run_id {
-                // Counts of a failed run describe what was attempted, not what was kept.
                 let mut c = store.acquire().await?;
                 runs::finish(&mut c.conn(), id, e.status(), &counts, None, Some(&text)).await?;
             }
@@ -380,7 +422,7 @@ pub async fn run_once(
     };
     lock.release().await;
     crate::telemetry::record_run(&report);
-    span.in_scope(|| tracing::info!(status = status.as_str(), "{}", report.summary()));
+    // The caller shows the outcome once: `sync` on stdout, the daemon in its log.
     Ok(report)
 }
 
@@ -402,10 +444,10 @@ async fn walk_and_apply(
             applier: &mut *applier,
             store_credentials: settings.sync.store_credentials,
             cancel,
+            pages: &mut counts.pages,
         };
         let w = walk(client, &mut sink).await?;
         counts.walks += 1;
-        counts.pages += u64::from(w.pages);
         counts.api_total = Some(w.total);
         totals.push(w.total);
         steady &= w.steady;

@@ -52,6 +52,17 @@ pub enum ScheduleError {
     CurrentThread,
 }
 
+impl ScheduleError {
+    /// The process's exit code when this stops `run`: an expression that is invalid or never
+    /// fires is a settings error (2).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ScheduleError::Cron(_) | ScheduleError::Never(_) => crate::cli::exit::SETTINGS,
+            ScheduleError::Scheduler(_) | ScheduleError::CurrentThread => crate::cli::exit::FAILED,
+        }
+    }
+}
+
 /// What started a run; recorded in `sync_runs.trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {

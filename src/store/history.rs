@@ -83,3 +83,45 @@ pub async fn records_at(
     .await
     .doing("reading the listing at a time")
 }
+
+/// The first run that committed (succeeded or partial): before it, the mirror knew nothing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FirstRun {
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+}
+
+pub async fn first_completed_run(conn: &mut Conn<'_>) -> Result<Option<FirstRun>, StoreError> {
+    let rows: Vec<FirstRun> = conn
+        .fetch_all(
+            "SELECT run_id, started_at FROM sync_runs WHERE status IN ('succeeded', 'partial') \
+             ORDER BY run_id LIMIT 1",
+            vec![],
+        )
+        .await
+        .doing("reading the first completed run")?;
+    Ok(rows.into_iter().next())
+}
+
+/// The `name` of a source's newest version, as the API sent it.
+pub async fn latest_name(
+    conn: &mut Conn<'_>,
+    source_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let b = conn.backend();
+    let rows: Vec<Record> = conn
+        .fetch_all(
+            &format!(
+                "SELECT source_id, {} AS record FROM source_versions WHERE source_id = $1 \
+                 ORDER BY version DESC LIMIT 1",
+                b.json_text("record")
+            ),
+            vec![Val::Text(Some(source_id.to_string()))],
+        )
+        .await
+        .doing("reading the newest version of a source")?;
+    Ok(rows.into_iter().next().and_then(|r| {
+        let record: serde_json::Value = serde_json::from_str(&r.record).ok()?;
+        record.get("name")?.as_str().map(str::to_string)
+    }))
+}

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod history;
+mod redact;
 pub mod runs;
 pub mod sql;
 
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Postgres, Sqlite};
 
+pub use redact::redact_url;
 pub use sql::{Backend, Conn};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -30,6 +32,14 @@ const STATEMENT_CACHE: usize = 320;
 pub enum StoreError {
     #[error("cannot open the database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
+    #[error(
+        "there is no closebot-sync database at {url} ({why}); this command only reads and never \
+         creates one. To read the service's database, run it with the service's settings: \
+         `--config /etc/closebot-sync/closebot-sync.toml`, or \
+         CLOSEBOT_SYNC_DATABASE__URL=sqlite:///var/lib/closebot-sync/closebot-sync.db (with sudo: \
+         the service's state directory is private); for a new mirror, run `closebot-sync sync` first"
+    )]
+    Missing { url: String, why: String },
     #[error("database error while {doing}: {source}")]
     Sql {
         doing: &'static str,
@@ -48,6 +58,17 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// The process's exit code when this ends a command: 4 when another instance holds
+    /// the writer lock, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Busy(_) => crate::cli::exit::BUSY,
+            _ => crate::cli::exit::FAILED,
+        }
+    }
 }
 
 /// Tags a sqlx error with what the store was doing.
@@ -157,6 +178,20 @@ impl Drop for WriterLock {
     }
 }
 
+/// The writer's lock file beside a SQLite database.
+fn lock_file(db: &std::path::Path) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    path.into()
+}
+
+/// The write-ahead log beside a SQLite database.
+fn wal_file(db: &std::path::Path) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push("-wal");
+    path.into()
+}
+
 /// The file of a `sqlite:` database URL (`None` for PostgreSQL and in-memory databases).
 pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
@@ -164,17 +199,6 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     }
     let options = SqliteConnectOptions::from_str(url).ok()?;
     Some(options.get_filename().to_path_buf())
-}
-
-/// Hides the password of a URL shown in a message.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 impl Store {
@@ -196,29 +220,108 @@ impl Store {
                 // 3 kB record then shares its page, and SQLite writes a quarter as many.
                 .page_size(16_384)
                 .statement_cache_capacity(STATEMENT_CACHE);
-            let mut lock_path = options.get_filename().as_os_str().to_owned();
-            lock_path.push(".lock");
+            let lock_path = lock_file(options.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .connect_with(options)
                 .await
                 .map_err(fail)?;
-            Ok(Store::Sqlite {
-                pool,
-                lock_path: lock_path.into(),
-            })
+            Ok(Store::Sqlite { pool, lock_path })
         } else {
             let options = PgConnectOptions::from_str(url)
                 .map_err(fail)?
                 .statement_cache_capacity(STATEMENT_CACHE);
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options)
-                .await
-                .map_err(fail)?;
-            Ok(Store::Postgres { pool })
+            Self::connect_postgres(url, options, max_connections).await
         }
+    }
+
+    /// A pool for PostgreSQL, after one plain connection has shown that the server answers:
+    /// the pool itself retries a refused connection until its time-out, so "connection
+    /// refused" would become "pool timed out" 30 s later.
+    async fn connect_postgres(
+        url: &str,
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Store, StoreError> {
+        let fail = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        let probe = sqlx::PgConnection::connect_with(&options).await;
+        match probe {
+            Ok(c) => {
+                let _ = c.close().await;
+            }
+            // 3D000: the database does not exist.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+                return Err(StoreError::Missing {
+                    url: redact_url(url),
+                    why: e.message().to_string(),
+                })
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(fail)?;
+        Ok(Store::Postgres { pool })
+    }
+
+    /// Opens the database for reading only, never creating or changing it: SQLite with
+    /// `mode=ro` (no journal mode set, no file created), PostgreSQL with
+    /// `default_transaction_read_only`. A SQLite file that does not exist is
+    /// [`StoreError::Missing`].
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+        let fail = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        if !url.starts_with("sqlite:") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(fail)?
+                .options([("default_transaction_read_only", "on")]);
+            return Self::connect_postgres(url, options, 2).await;
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(fail)?
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(30));
+        let path = options.get_filename().to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                url: redact_url(url),
+                why: format!("the file {} does not exist", path.display()),
+            });
+        }
+        // Opening is lazy about the WAL: the first read is what fails when it cannot be used.
+        let open = |options: SqliteConnectOptions| async move {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options)
+                .await?;
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&pool)
+                .await?;
+            Ok::<_, sqlx::Error>(pool)
+        };
+        let pool = match open(options.clone()).await {
+            Ok(pool) => pool,
+            // A WAL database whose -wal and -shm files are gone (no writer has it open) in
+            // a folder the reader cannot write: SQLite cannot create the shared memory, and
+            // reads the file only as immutable, which is safe while no writer runs.
+            Err(first) if !wal_file(&path).exists() => open(options.immutable(true))
+                .await
+                .map_err(|_| fail(first))?,
+            Err(e) => return Err(fail(e)),
+        };
+        Ok(Store::Sqlite {
+            pool,
+            lock_path: lock_file(&path),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -245,30 +348,60 @@ impl Store {
         Ok(before)
     }
 
+    /// Takes the writer lock, applies the pending migrations, releases the lock: two
+    /// processes never migrate one database at once (SQLite has no lock of its own for it).
+    pub async fn migrate_locked(&self) -> Result<usize, StoreError> {
+        let lock = self.lock_writer().await?;
+        let applied = self.migrate().await;
+        lock.release().await;
+        applied
+    }
+
+    /// For a command that only reads: the schema must be there and up to date.
+    pub async fn require_schema(&self, url: &str) -> Result<(), StoreError> {
+        if !self.has_schema().await? {
+            return Err(StoreError::Missing {
+                url: redact_url(url),
+                why: "it holds no closebot-sync tables".to_string(),
+            });
+        }
+        match self.pending_migrations().await? {
+            0 => Ok(()),
+            pending => Err(StoreError::Outdated { pending }),
+        }
+    }
+
+    /// Whether the migrations table exists (the database was migrated at least once).
+    pub async fn has_schema(&self) -> Result<bool, StoreError> {
+        let mut c = self.acquire().await?;
+        let found: Vec<(i64,)> = match c.conn() {
+            Conn::Sqlite(s) => sqlx::query_as(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_all(&mut *s)
+            .await,
+            Conn::Postgres(p) => sqlx::query_as(
+                "SELECT 1::bigint FROM pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()",
+            )
+            .fetch_all(&mut *p)
+            .await,
+        }
+        .doing("reading the applied migrations")?;
+        Ok(!found.is_empty())
+    }
+
     /// How many of this binary's migrations the database has not applied yet.
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Applied {
             version: i64,
         }
-        let mut c = self.acquire().await?;
-        let exists: Vec<Applied> = match c.conn() {
-            Conn::Sqlite(s) => sqlx::query_as(
-                "SELECT 1 AS version FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-            )
-            .fetch_all(&mut *s)
-            .await,
-            Conn::Postgres(p) => sqlx::query_as(
-                "SELECT 1::bigint AS version FROM pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()",
-            )
-            .fetch_all(&mut *p)
-            .await,
-        }
-        .doing("reading the applied migrations")?;
-        let applied: Vec<Applied> = if exists.is_empty() {
+        let applied: Vec<Applied> = if !self.has_schema().await? {
             Vec::new()
         } else {
-            c.conn()
+            self.acquire()
+                .await?
+                .conn()
                 .fetch_all("SELECT version FROM _sqlx_migrations WHERE success", vec![])
                 .await
                 .doing("reading the applied migrations")?
@@ -295,6 +428,20 @@ impl Store {
             Store::Postgres { pool } => pool.begin().await.map(Tx::Postgres),
         }
         .doing("starting the run's transaction")
+    }
+
+    /// Opens a read transaction that sees one committed state throughout: SQLite's
+    /// deferred `BEGIN` (its snapshot is taken at the first read and held), PostgreSQL's
+    /// `REPEATABLE READ READ ONLY`.
+    pub async fn begin_read(&self) -> Result<Tx, StoreError> {
+        match self {
+            Store::Sqlite { pool, .. } => pool.begin_with("BEGIN").await.map(Tx::Sqlite),
+            Store::Postgres { pool } => pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map(Tx::Postgres),
+        }
+        .doing("starting a read transaction")
     }
 
     /// Takes the one-writer lock, or says who has it.

@@ -76,6 +76,15 @@ fn int(n: u64) -> Val {
     Val::Int(Some(n as i64))
 }
 
+/// This machine's name, from gethostname(2): `/proc/sys/kernel/hostname` is hidden from a
+/// service under systemd's `ProcSubset=pid`.
+pub fn host_name() -> Option<String> {
+    whoami::fallible::hostname()
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 /// Inserts the `running` row; returns its id.
 pub async fn start(
     conn: &mut Conn<'_>,
@@ -86,9 +95,7 @@ pub async fn start(
     struct Id {
         run_id: i64,
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string());
+    let host = host_name();
     let rows: Vec<Id> = conn
         .fetch_all(
             "INSERT INTO sync_runs (started_at, status, trigger, host, pid) VALUES ($1, 'running', $2, $3, $4) RETURNING run_id",

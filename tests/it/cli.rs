@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::common::rebuild::assert_mirrors;
 use crate::common::{databases, settings, sim_options, simulator, snapshot, Db, Mirror, KEY};
 
-fn binary(base_url: &str, db: &Db, key: &str) -> Command {
+pub fn binary(base_url: &str, db: &Db, key: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_closebot-sync"));
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -24,7 +24,7 @@ fn binary(base_url: &str, db: &Db, key: &str) -> Command {
     c
 }
 
-async fn run(mut c: Command, args: &[&str]) -> (Output, String, String) {
+pub async fn run(mut c: Command, args: &[&str]) -> (Output, String, String) {
     let out = c.args(args).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();

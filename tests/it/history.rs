@@ -236,8 +236,18 @@ async fn export_as_of_a_time_between_two_runs_gives_the_earlier_listing() {
             Value::Array(without_credentials(&sim.listing()))
         );
         assert_ne!(earlier["sources"], now["sources"]);
-        let before_any = export(&m, Some(between - chrono::Duration::days(1))).await;
-        assert_eq!(before_any["sources"], Value::Array(vec![]));
+        // Before the first run the mirror knows nothing: an error, not an empty listing.
+        let mut out = Vec::new();
+        let before_any =
+            closebot_sync::report::export(&m.store, between - chrono::Duration::days(1), &mut out)
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            before_any.contains("before the mirror's first completed run (run 1"),
+            "{before_any}"
+        );
+        assert!(out.is_empty());
     }
 }
 

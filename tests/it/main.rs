@@ -7,6 +7,7 @@ mod daemon;
 mod faults;
 mod history;
 mod mirror;
+mod operators;
 mod pipeline;
 mod simulator_contract;
 mod soak;

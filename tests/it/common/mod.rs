@@ -51,6 +51,13 @@ impl Drop for Db {
 }
 
 impl Db {
+    /// The administrator's URL this PostgreSQL database was made from, and its schema.
+    pub fn postgres_schema(&self) -> Option<(&str, &str)> {
+        self.schema
+            .as_ref()
+            .map(|(admin, schema)| (admin.as_str(), schema.as_str()))
+    }
+
     /// The same database, opened so that every write fails (a database refusing writes).
     pub fn read_only_url(&self) -> String {
         if self.backend == "sqlite" {
@@ -138,6 +145,20 @@ pub async fn simulator(opts: SimOptions) -> (Simulator, SimServer) {
     (sim, server)
 }
 
+/// Faults under which every request for `page` hangs for two minutes (a run waits there,
+/// with the pages before it applied, until it is stopped).
+pub fn page_hangs(page: u32) -> closebot_sync::simulator::Faults {
+    use closebot_sync::simulator::{FaultAction, FaultRule, Faults};
+    Faults {
+        rules: vec![FaultRule {
+            page: Some(page),
+            attempts: 1..=1000,
+            action: FaultAction::Delay(std::time::Duration::from_secs(120)),
+        }],
+        ..Faults::default()
+    }
+}
+
 pub fn sim_options(sources: usize, seed: u64) -> SimOptions {
     SimOptions {
         seed,
@@ -211,8 +232,7 @@ impl Mirror {
 /// What `export` writes for the listing as of `at` (default now), parsed.
 pub async fn export(m: &Mirror, at: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     let mut out = Vec::new();
-    let mut c = m.store.acquire().await.unwrap();
-    closebot_sync::report::export(&mut c.conn(), at.unwrap_or_else(chrono::Utc::now), &mut out)
+    closebot_sync::report::export(&m.store, at.unwrap_or_else(chrono::Utc::now), &mut out)
         .await
         .unwrap();
     serde_json::from_slice(&out).expect("export writes JSON")

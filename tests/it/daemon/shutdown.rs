@@ -4,7 +4,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use closebot_sync::simulator::{FaultAction, FaultRule, Faults, MutationPlan};
+use closebot_sync::simulator::{Faults, MutationPlan};
 
 use super::{assert_no_overlap, eventually, open, Daemon};
 use crate::common::{databases, settings, sim_options, simulator, snapshot, sqlite, Mirror};
@@ -36,14 +36,7 @@ async fn sigterm_during_a_slow_run_exits_0_in_time_with_the_row_aborted_and_the_
             ..MutationPlan::default()
         },
     );
-    sim.set_faults(Faults {
-        rules: vec![FaultRule {
-            page: Some(1),
-            attempts: 1..=1000,
-            action: FaultAction::Delay(Duration::from_secs(120)),
-        }],
-        ..Faults::default()
-    });
+    sim.set_faults(crate::common::page_hangs(1));
     let socket_path = db.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&socket_path).unwrap();
     sock.set_nonblocking(true).unwrap();

@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod record;
+pub mod windows;
 
 use chrono::{DateTime, Utc};
 
@@ -17,13 +18,20 @@ pub enum Val {
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
     Json(Option<String>),
+    /// A decimal number as text (see [`windows::decimal`]), stored as `NUMERIC`.
+    Decimal(Option<String>),
 }
 
 impl Val {
     pub fn is_null(&self) -> bool {
         matches!(
             self,
-            Val::Text(None) | Val::Int(None) | Val::Bool(None) | Val::Time(None) | Val::Json(None)
+            Val::Text(None)
+                | Val::Int(None)
+                | Val::Bool(None)
+                | Val::Time(None)
+                | Val::Json(None)
+                | Val::Decimal(None)
         )
     }
 }
@@ -82,6 +90,9 @@ pub const CHILD_TABLES: [Table; 11] = [
             "response_unit_cost_override",
             "storage_unit_cost_override",
             "user_unit_cost_override",
+            "response_unit_cost_override_text",
+            "storage_unit_cost_override_text",
+            "user_unit_cost_override_text",
         ],
     },
     Table {
@@ -139,6 +150,9 @@ pub const CHILD_TABLES: [Table; 11] = [
             "day_of_week_utc",
             "start_time_utc",
             "duration",
+            "day_of_week_iso",
+            "start_seconds_utc",
+            "duration_seconds",
         ],
     },
     Table {
@@ -154,6 +168,9 @@ pub const CHILD_TABLES: [Table; 11] = [
             "start_time_utc",
             "duration",
             "channel",
+            "day_of_week_iso",
+            "start_seconds_utc",
+            "duration_seconds",
         ],
     },
     Table {
@@ -190,6 +207,9 @@ pub struct Prepared {
     pub children: [Vec<Row>; 11],
     /// `(bot_id, bot_name)` of every assigned bot with an id, for the `bots` dimension.
     pub bots: Vec<(String, Option<String>)>,
+    /// Respond-window texts and cost overrides that did not parse: kept as text, their
+    /// parsed columns NULL (the run notes how many).
+    pub unparsed: usize,
 }
 
 fn text(s: Option<String>) -> Val {
@@ -277,8 +297,9 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
         text(hubspot_owner_id),
     ];
     let mut children: [Vec<Row>; 11] = Default::default();
+    let mut unparsed = 0;
     if let Some(w) = wallet {
-        children[WALLETS].push(vec![
+        let mut row = vec![
             sid(),
             Val::Bool(w.re_billing),
             Val::Bool(w.auto_refill),
@@ -286,10 +307,19 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
             Val::Int(w.refill_threshold),
             text(w.stripe_customer_id),
             text(w.currency),
-            text(w.response_unit_cost_override),
-            text(w.storage_unit_cost_override),
-            text(w.user_unit_cost_override),
-        ]);
+        ];
+        let costs = [
+            w.response_unit_cost_override,
+            w.storage_unit_cost_override,
+            w.user_unit_cost_override,
+        ];
+        for cost in &costs {
+            let number = cost.as_deref().and_then(windows::decimal);
+            unparsed += usize::from(cost.is_some() && number.is_none());
+            row.push(Val::Decimal(number));
+        }
+        row.extend(costs.map(text));
+        children[WALLETS].push(row);
     }
     let mut bot_dim = Vec::new();
     for (b, bot) in bots.unwrap_or_default().into_iter().enumerate() {
@@ -342,13 +372,15 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
         children[ACCOUNTS].push(vec![sid(), int(p), text(account)]);
     }
     for (p, w) in respond_windows.unwrap_or_default().into_iter().enumerate() {
-        children[RESPOND].push(vec![
+        let mut row = vec![
             sid(),
             int(p),
             text(w.day_of_week_utc),
             text(w.start_time_utc),
             text(w.duration),
-        ]);
+        ];
+        unparsed += parsed_window(&mut row, 2);
+        children[RESPOND].push(row);
     }
     for (p, w) in do_not_respond_windows
         .unwrap_or_default()
@@ -367,14 +399,16 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
         .into_iter()
         .enumerate()
     {
-        children[BOT_RESPOND].push(vec![
+        let mut row = vec![
             sid(),
             int(p),
             text(w.day_of_week_utc),
             text(w.start_time_utc),
             text(w.duration),
             text(w.channel),
-        ]);
+        ];
+        unparsed += parsed_window(&mut row, 2);
+        children[BOT_RESPOND].push(row);
     }
     for (p, domain) in script_domain_allow_list
         .unwrap_or_default()
@@ -391,5 +425,27 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Stri
         source_row,
         children,
         bots: bot_dim,
+        unparsed,
     })
+}
+
+/// Appends the parsed day, start and duration of the window whose texts are the row's
+/// columns `first..first + 3`; returns how many of them did not parse.
+fn parsed_window(row: &mut Row, first: usize) -> usize {
+    let texts: Vec<Option<&str>> = row[first..first + 3]
+        .iter()
+        .map(|v| match v {
+            Val::Text(t) => t.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let (d, s, l) = (texts[0], texts[1], texts[2]);
+    let parsed = windows::ParsedWindow::parse(d, s, l);
+    let failures = parsed.failures(d, s, l);
+    row.extend([
+        Val::Int(parsed.day),
+        Val::Int(parsed.start),
+        Val::Int(parsed.duration),
+    ]);
+    failures
 }

@@ -2,6 +2,7 @@
 //! lock, and open the transaction in which a run applies its snapshot.
 
 pub mod apply;
+pub mod dashboards;
 pub mod history;
 pub mod runs;
 pub mod sql;
@@ -242,6 +243,7 @@ impl Store {
             Store::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
             Store::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
         }
+        dashboards::run_pending(self).await?;
         Ok(before)
     }
 

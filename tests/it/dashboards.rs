@@ -542,3 +542,203 @@ async fn sync_health_tells_partial_runs_from_full_successes() {
         assert_eq!(h["last_partial_notes"], Value::Null);
     }
 }
+
+/// A record as an older closebot-sync stored it in `source_versions`.
+fn old_record(channels: &[&str], auto_refill: bool, cost: &str) -> String {
+    json!({"sourceId": "s1", "name": "Acme", "category": "GHL",
+        "bots": [
+            {"id": "b1", "botName": "Ann", "enabled": true, "channels": channels},
+            {"id": null, "botName": "Anon", "enabled": false, "channels": []}
+        ],
+        "wallet": {"autoRefill": auto_refill, "responseUnitCostOverride": cost, "storageUnitCostOverride": "n/a"}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_versions() {
+    for db in databases().await {
+        let store = closebot_sync::store::Store::connect(&db.url, 2)
+            .await
+            .unwrap();
+        let backend = store.backend().name();
+        let flavour = match store.backend() {
+            closebot_sync::store::Backend::Sqlite => "sqlite",
+            closebot_sync::store::Backend::Postgres => "postgres",
+        };
+        // The migrations before this one, as an older closebot-sync applied them.
+        let older = tempfile::tempdir().unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(flavour);
+        for f in std::fs::read_dir(&all).unwrap() {
+            let f = f.unwrap();
+            let name = f.file_name().into_string().unwrap();
+            if name.as_str() < "0004" {
+                std::fs::copy(f.path(), older.path().join(name)).unwrap();
+            }
+        }
+        let migrator = sqlx::migrate::Migrator::new(older.path()).await.unwrap();
+        match &store {
+            closebot_sync::store::Store::Sqlite { pool, .. } => migrator.run(pool).await.unwrap(),
+            closebot_sync::store::Store::Postgres { pool } => migrator.run(pool).await.unwrap(),
+        }
+        let (v1, v2) = (
+            old_record(&["SMS"], false, "0.40"),
+            old_record(&["SMS", "Email"], true, "0.50"),
+        );
+        let mut c = store.acquire().await.unwrap();
+        for sql in [
+            "INSERT INTO sync_runs (started_at, finished_at, status, trigger) VALUES \
+             ('2026-01-05T10:00:00.000000Z', '2026-01-05T10:00:02.500000Z', 'succeeded', 'manual'), \
+             ('2026-01-06T10:00:00.000000Z', '2026-01-06T10:00:01.000000Z', 'succeeded', 'manual')"
+                .to_string(),
+            format!(
+                "INSERT INTO sources (source_id, name, category, connected, script_last_seen_at, raw_record, content_hash, \
+                 version, first_seen_at, first_seen_run_id, last_changed_at, last_changed_run_id) VALUES ('s1', 'Acme', 'GHL', \
+                 TRUE, '2026-01-01T00:00:00.123456Z', '{v2}', 'h2', 2, '2026-01-05T10:00:00.000000Z', 1, \
+                 '2026-01-06T10:00:00.000000Z', 2)"
+            ),
+            "INSERT INTO source_wallets (source_id, auto_refill, response_unit_cost_override, storage_unit_cost_override) \
+             VALUES ('s1', TRUE, '0.50', 'n/a')"
+                .to_string(),
+            "INSERT INTO source_respond_windows (source_id, position, day_of_week_utc, start_time_utc, duration) \
+             VALUES ('s1', 0, 'Sunday', '22:00:00', '0.12:00:00')"
+                .to_string(),
+            format!(
+                "INSERT INTO source_versions (source_id, version, valid_from, valid_to, opened_run_id, closed_run_id, \
+                 content_hash, record) VALUES ('s1', 1, '2026-01-05T10:00:00.000000Z', '2026-01-06T10:00:00.000000Z', 1, 2, \
+                 'h1', '{v1}'), ('s1', 2, '2026-01-06T10:00:00.000000Z', NULL, 2, NULL, 'h2', '{v2}')"
+            ),
+        ] {
+            c.conn().execute(&sql, vec![]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(c);
+        assert!(store.migrate().await.unwrap() >= 1, "{backend}");
+        let one = |sql: &'static str| {
+            let store = &store;
+            async move { crate::common::dump(store, sql).await.remove(0) }
+        };
+        assert_eq!(
+            crate::common::dump(&store, "SELECT name FROM pending_backfills")
+                .await
+                .len(),
+            0,
+            "{backend}: the backfill ran"
+        );
+        // Stored values unchanged, now under declared types.
+        let r = one(
+            "SELECT started_at, finished_at, duration_seconds FROM sync_run_log WHERE run_id = 1",
+        )
+        .await;
+        assert_eq!(
+            (
+                s(&r, "started_at"),
+                s(&r, "finished_at"),
+                r["duration_seconds"].as_f64()
+            ),
+            (
+                "2026-01-05T10:00:00.000000Z".into(),
+                "2026-01-05T10:00:02.500000Z".into(),
+                Some(2.5)
+            ),
+            "{backend}"
+        );
+        let r = one("SELECT connected, script_last_seen_at, first_seen_at FROM sources").await;
+        assert_eq!(
+            (
+                r["connected"].as_i64(),
+                s(&r, "script_last_seen_at"),
+                s(&r, "first_seen_at")
+            ),
+            (
+                Some(1),
+                "2026-01-01T00:00:00.123456Z".into(),
+                "2026-01-05T10:00:00.000000Z".into()
+            ),
+            "{backend}"
+        );
+        let r = one(
+            "SELECT response_unit_cost_override_text AS t, CAST(response_unit_cost_override AS DOUBLE PRECISION) AS n, \
+             storage_unit_cost_override_text AS bad, storage_unit_cost_override IS NULL AS no_number FROM source_wallets",
+        )
+        .await;
+        assert_eq!(
+            (
+                s(&r, "t"),
+                r["n"].as_f64(),
+                s(&r, "bad"),
+                r["no_number"].as_i64()
+            ),
+            ("0.50".into(), Some(0.5), "n/a".into(), Some(1)),
+            "{backend}"
+        );
+        let r = one("SELECT day_of_week_iso, start_seconds_utc, duration_seconds FROM source_respond_windows").await;
+        assert_eq!(
+            (
+                r["day_of_week_iso"].as_i64(),
+                r["start_seconds_utc"].as_i64(),
+                r["duration_seconds"].as_i64()
+            ),
+            (Some(7), Some(79_200), Some(12 * 3600)),
+            "{backend}"
+        );
+        if flavour == "sqlite" {
+            let r = one(
+                "SELECT typeof(s.first_seen_at) AS t, typeof(s.connected) AS b, typeof(w.response_unit_cost_override_text) AS x, \
+                 (SELECT type FROM pragma_table_info('sources') WHERE name = 'first_seen_at') AS declared_time, \
+                 (SELECT type FROM pragma_table_info('sources') WHERE name = 'connected') AS declared_bool \
+                 FROM sources s JOIN source_wallets w ON w.source_id = s.source_id",
+            )
+            .await;
+            assert_eq!(
+                [
+                    s(&r, "t"),
+                    s(&r, "b"),
+                    s(&r, "x"),
+                    s(&r, "declared_time"),
+                    s(&r, "declared_bool")
+                ],
+                ["text", "integer", "text", "TIMESTAMP", "BOOLEAN"].map(String::from)
+            );
+        }
+        // The history, from the two versions: b1 changed channels, the id-less bot and
+        // its position stayed, the wallet changed.
+        let bots: BTreeSet<(String, String, String, i64, String)> = crate::common::dump(
+            &store,
+            "SELECT bot_id, bot_position, channels, opened_run_id, closed_run_id FROM source_bot_history",
+        )
+        .await
+        .iter()
+        .map(|r| (s(r, "bot_id"), s(r, "bot_position"), s(r, "channels"), r["opened_run_id"].as_i64().unwrap(), s(r, "closed_run_id")))
+        .collect();
+        assert_eq!(
+            bots,
+            BTreeSet::from([
+                ("b1".into(), "null".into(), "SMS".into(), 1, "2".into()),
+                (
+                    "b1".into(),
+                    "null".into(),
+                    "SMS, Email".into(),
+                    2,
+                    "null".into()
+                ),
+                ("null".into(), "1".into(), "null".into(), 1, "null".into()),
+            ]),
+            "{backend}"
+        );
+        let wallets: Vec<(String, Option<f64>, i64)> = crate::common::dump(
+            &store,
+            "SELECT response_unit_cost_override_text AS t, CAST(response_unit_cost_override AS DOUBLE PRECISION) AS n, \
+             opened_run_id FROM source_wallet_history ORDER BY valid_from",
+        )
+        .await
+        .iter()
+        .map(|r| (s(r, "t"), r["n"].as_f64(), r["opened_run_id"].as_i64().unwrap()))
+        .collect();
+        assert_eq!(
+            wallets,
+            vec![("0.40".into(), Some(0.4), 1), ("0.50".into(), Some(0.5), 2)],
+            "{backend}"
+        );
+    }
+}

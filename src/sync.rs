@@ -367,6 +367,7 @@ pub async fn run_once(
             applied.deleted,
             applied.restored,
         );
+        let result = result.map(|(status, notes)| (status, with_unparsed(notes, applied.unparsed)));
         match result {
             Ok((status, notes)) => {
                 let mut tx = applier.into_tx();
@@ -424,6 +425,20 @@ pub async fn run_once(
     crate::telemetry::record_run(&report);
     // The caller shows the outcome once: `sync` on stdout, the daemon in its log.
     Ok(report)
+}
+
+/// Adds to the run's notes how many values it stored as text only.
+fn with_unparsed(notes: Option<String>, unparsed: u64) -> Option<String> {
+    if unparsed == 0 {
+        return notes;
+    }
+    let text = format!(
+        "{unparsed} respond-window or cost-override values did not parse: kept as text, their number columns NULL (see docs/schema.md)"
+    );
+    Some(match notes {
+        Some(n) => format!("{n}; {text}"),
+        None => text,
+    })
 }
 
 async fn walk_and_apply(

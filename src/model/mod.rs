@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod record;
+pub mod windows;
 
 use chrono::{DateTime, Utc};
 
@@ -30,13 +31,20 @@ pub enum Val {
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
     Json(Option<String>),
+    /// A decimal number as text (see [`windows::decimal`]), stored as `NUMERIC`.
+    Decimal(Option<String>),
 }
 
 impl Val {
     pub fn is_null(&self) -> bool {
         matches!(
             self,
-            Val::Text(None) | Val::Int(None) | Val::Bool(None) | Val::Time(None) | Val::Json(None)
+            Val::Text(None)
+                | Val::Int(None)
+                | Val::Bool(None)
+                | Val::Time(None)
+                | Val::Json(None)
+                | Val::Decimal(None)
         )
     }
 }
@@ -95,6 +103,9 @@ pub const CHILD_TABLES: [Table; 11] = [
             "response_unit_cost_override",
             "storage_unit_cost_override",
             "user_unit_cost_override",
+            "response_unit_cost_override_text",
+            "storage_unit_cost_override_text",
+            "user_unit_cost_override_text",
         ],
     },
     Table {
@@ -152,6 +163,9 @@ pub const CHILD_TABLES: [Table; 11] = [
             "day_of_week_utc",
             "start_time_utc",
             "duration",
+            "day_of_week_iso",
+            "start_seconds_utc",
+            "duration_seconds",
         ],
     },
     Table {
@@ -167,6 +181,9 @@ pub const CHILD_TABLES: [Table; 11] = [
             "start_time_utc",
             "duration",
             "channel",
+            "day_of_week_iso",
+            "start_seconds_utc",
+            "duration_seconds",
         ],
     },
     Table {
@@ -203,6 +220,9 @@ pub struct Prepared {
     pub children: [Vec<Row>; 11],
     /// `(bot_id, bot_name)` of every assigned bot with an id, for the `bots` dimension.
     pub bots: Vec<(String, Option<String>)>,
+    /// Respond-window texts and cost overrides that did not parse: kept as text, their
+    /// parsed columns NULL (the run notes how many).
+    pub unparsed: usize,
 }
 
 /// Text for a typed column (a NUL becomes U+FFFD: see [`clean_text`]).
@@ -248,7 +268,7 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Reje
         .and_then(|typed| check_id("sourceId".into(), &id).map(|()| typed))
         .and_then(|typed| rows(&id, typed, store_credentials))
     {
-        Ok((source_row, children, bots)) => {
+        Ok((source_row, children, bots, unparsed)) => {
             let record = redact(raw);
             let record_json = serde_json::to_string(&record).expect("a JSON value serializes");
             let hash = record::content_hash(&record);
@@ -259,13 +279,16 @@ pub fn prepare(raw: RawSource, store_credentials: bool) -> Result<Prepared, Reje
                 source_row,
                 children,
                 bots,
+                unparsed,
             })
         }
         Err(defect) => Err(Rejected { id, defect }),
     }
 }
 
-type Rows = (Row, [Vec<Row>; 11], Vec<(String, Option<String>)>);
+/// A source's `sources` row, its child rows, its bots, and how many of its values did not
+/// parse into their typed columns.
+type Rows = (Row, [Vec<Row>; 11], Vec<(String, Option<String>)>, usize);
 
 /// The typed rows of one source, for every table.
 fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect> {
@@ -333,8 +356,9 @@ fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect
         text(hubspot_owner_id),
     ];
     let mut children: [Vec<Row>; 11] = Default::default();
+    let mut unparsed = 0;
     if let Some(w) = wallet {
-        children[WALLETS].push(vec![
+        let mut row = vec![
             sid(),
             Val::Bool(w.re_billing),
             Val::Bool(w.auto_refill),
@@ -342,10 +366,19 @@ fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect
             Val::Int(w.refill_threshold),
             text(w.stripe_customer_id),
             text(w.currency),
-            text(w.response_unit_cost_override),
-            text(w.storage_unit_cost_override),
-            text(w.user_unit_cost_override),
-        ]);
+        ];
+        let costs = [
+            w.response_unit_cost_override,
+            w.storage_unit_cost_override,
+            w.user_unit_cost_override,
+        ];
+        for cost in &costs {
+            let number = cost.as_deref().and_then(windows::decimal);
+            unparsed += usize::from(cost.is_some() && number.is_none());
+            row.push(Val::Decimal(number));
+        }
+        row.extend(costs.map(text));
+        children[WALLETS].push(row);
     }
     let mut bot_dim = Vec::new();
     for (b, bot) in bots.unwrap_or_default().into_iter().enumerate() {
@@ -402,13 +435,15 @@ fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect
         children[ACCOUNTS].push(vec![sid(), int(p), text(account)]);
     }
     for (p, w) in respond_windows.unwrap_or_default().into_iter().enumerate() {
-        children[RESPOND].push(vec![
+        let mut row = vec![
             sid(),
             int(p),
             text(w.day_of_week_utc),
             text(w.start_time_utc),
             text(w.duration),
-        ]);
+        ];
+        unparsed += parsed_window(&mut row, 2);
+        children[RESPOND].push(row);
     }
     for (p, w) in do_not_respond_windows
         .unwrap_or_default()
@@ -427,14 +462,16 @@ fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect
         .into_iter()
         .enumerate()
     {
-        children[BOT_RESPOND].push(vec![
+        let mut row = vec![
             sid(),
             int(p),
             text(w.day_of_week_utc),
             text(w.start_time_utc),
             text(w.duration),
             text(w.channel),
-        ]);
+        ];
+        unparsed += parsed_window(&mut row, 2);
+        children[BOT_RESPOND].push(row);
     }
     for (p, domain) in script_domain_allow_list
         .unwrap_or_default()
@@ -443,5 +480,26 @@ fn rows(id: &str, typed: Source, store_credentials: bool) -> Result<Rows, Defect
     {
         children[SCRIPT_DOMAINS].push(vec![sid(), int(p), text(domain)]);
     }
-    Ok((source_row, children, bot_dim))
+    Ok((source_row, children, bot_dim, unparsed))
+}
+
+/// Appends the parsed day, start and duration of the window whose texts are the row's
+/// columns `first..first + 3`; returns how many of them did not parse.
+fn parsed_window(row: &mut Row, first: usize) -> usize {
+    let texts: Vec<Option<&str>> = row[first..first + 3]
+        .iter()
+        .map(|v| match v {
+            Val::Text(t) => t.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let (d, s, l) = (texts[0], texts[1], texts[2]);
+    let parsed = windows::ParsedWindow::parse(d, s, l);
+    let failures = parsed.failures(d, s, l);
+    row.extend([
+        Val::Int(parsed.day),
+        Val::Int(parsed.start),
+        Val::Int(parsed.duration),
+    ]);
+    failures
 }

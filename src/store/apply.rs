@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::{Doing, StoreError, Tx};
+use super::{dashboards, Doing, StoreError, Tx};
 use crate::model::diff::{diff, FieldChange};
 use crate::model::{Prepared, Rejected, Row, Val, CHILD_TABLES, SOURCES};
 
@@ -68,6 +68,8 @@ pub struct Applied {
     pub deleted: u64,
     /// Rows inserted, updated or deleted (the run row not included).
     pub rows_written: u64,
+    /// Values of written sources kept as text only (see `model::windows`).
+    pub unparsed: u64,
 }
 
 /// The first sources by id of each kind of change, for a dry run's printout.
@@ -235,6 +237,7 @@ pub struct Applier {
     /// The first ids (by id) of the sources marked deleted, for [`Applier::preview`].
     deleted_first: Vec<String>,
     written: u64,
+    unparsed: u64,
     pending: Pending,
 }
 
@@ -263,6 +266,7 @@ impl Applier {
             deleted: 0,
             deleted_first: Vec::new(),
             written: 0,
+            unparsed: 0,
             pending: Pending::default(),
         }
     }
@@ -271,6 +275,7 @@ impl Applier {
         let mut a = Applied {
             deleted: self.deleted,
             rows_written: self.written,
+            unparsed: self.unparsed,
             ..Applied::default()
         };
         for d in self.outcomes.values() {
@@ -406,6 +411,19 @@ impl Applier {
                 conn.execute(sql, vec![run.clone(), sid.clone()])
                     .await
                     .doing(doing)?;
+            }
+            for table in dashboards::HISTORY_TABLES {
+                for sql in [
+                    format!("DELETE FROM {table} WHERE opened_run_id = $1 AND source_id = $2"),
+                    format!(
+                        "UPDATE {table} SET valid_to = NULL, closed_run_id = NULL \
+                         WHERE closed_run_id = $1 AND source_id = $2"
+                    ),
+                ] {
+                    conn.execute(&sql, vec![run.clone(), sid.clone()])
+                        .await
+                        .doing("undoing the history a duplicate wrote")?;
+                }
             }
         }
         let changed: Vec<String> = match &stored {
@@ -661,6 +679,11 @@ impl Applier {
 
     /// Holds a batch's writes until enough have gathered.
     async fn queue(&mut self, plan: Plan) -> Result<(), StoreError> {
+        self.unparsed += plan
+            .written
+            .iter()
+            .map(|(p, _)| p.unparsed as u64)
+            .sum::<u64>();
         if self.dry_run || plan.written.is_empty() {
             return Ok(());
         }
@@ -717,6 +740,7 @@ impl Applier {
         let mut version_rows = Vec::with_capacity(written.len());
         let mut child_rows: [Vec<Row>; 11] = Default::default();
         let mut bots: HashMap<String, Option<String>> = HashMap::new();
+        let ids: Vec<String> = written.iter().map(|(p, _)| p.id.clone()).collect();
         for (prep, book) in written {
             let Prepared {
                 id,
@@ -859,7 +883,8 @@ impl Applier {
                     .chain(bots)
                     .chain(close)
                     .chain(versions)
-                    .chain(changes),
+                    .chain(changes)
+                    .chain(dashboards::after_write(b, &ids, &at, &run)),
             ))
             .await?;
         Ok(())
@@ -927,10 +952,11 @@ impl Applier {
             )
             .chain(b.for_ids(
                 "UPDATE source_versions SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({ids})",
-                vec![at, run],
+                vec![at.clone(), run.clone()],
                 ids,
                 "closing the versions of deleted sources",
             ))
+            .chain(dashboards::after_delete(b, ids, &at, &run))
             .chain(b.insert("source_changes", &CHANGE_COLUMNS, changes, "", "writing source changes"));
         self.written += conn.send(Box::new(statements)).await?;
         Ok(())

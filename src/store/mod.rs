@@ -2,6 +2,7 @@
 //! lock, and open the transaction in which a run applies its snapshot.
 
 pub mod apply;
+pub mod dashboards;
 pub mod history;
 mod redact;
 pub mod runs;
@@ -345,6 +346,7 @@ impl Store {
             Store::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
             Store::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
         }
+        dashboards::run_pending(self).await?;
         Ok(before)
     }
 

@@ -25,6 +25,7 @@ enum PgColumn {
     Bool(Vec<Option<bool>>),
     Time(Vec<Option<chrono::DateTime<chrono::Utc>>>),
     Json(Vec<Option<String>>),
+    Decimal(Vec<Option<String>>),
 }
 
 impl PgColumn {
@@ -35,12 +36,13 @@ impl PgColumn {
             Val::Bool(_) => PgColumn::Bool(Vec::new()),
             Val::Time(_) => PgColumn::Time(Vec::new()),
             Val::Json(_) => PgColumn::Json(Vec::new()),
+            Val::Decimal(_) => PgColumn::Decimal(Vec::new()),
         }
     }
 
     fn sql_type(&self) -> &'static str {
         match self {
-            PgColumn::Text(_) | PgColumn::Json(_) => "text",
+            PgColumn::Text(_) | PgColumn::Json(_) | PgColumn::Decimal(_) => "text",
             PgColumn::Int(_) => "int8",
             PgColumn::Bool(_) => "bool",
             PgColumn::Time(_) => "timestamptz",
@@ -49,7 +51,9 @@ impl PgColumn {
 
     fn push(&mut self, v: Val) {
         match (self, v) {
-            (PgColumn::Text(a), Val::Text(x)) | (PgColumn::Json(a), Val::Json(x)) => a.push(x),
+            (PgColumn::Text(a), Val::Text(x))
+            | (PgColumn::Json(a), Val::Json(x))
+            | (PgColumn::Decimal(a), Val::Decimal(x)) => a.push(x),
             (PgColumn::Int(a), Val::Int(x)) => a.push(x),
             (PgColumn::Bool(a), Val::Bool(x)) => a.push(x),
             (PgColumn::Time(a), Val::Time(x)) => a.push(x),
@@ -60,7 +64,9 @@ impl PgColumn {
     /// Binds the array and empties it for the next statement.
     fn bind(&mut self, args: &mut PgArguments) {
         let r = match self {
-            PgColumn::Text(a) | PgColumn::Json(a) => args.add(std::mem::take(a)),
+            PgColumn::Text(a) | PgColumn::Json(a) | PgColumn::Decimal(a) => {
+                args.add(std::mem::take(a))
+            }
             PgColumn::Int(a) => args.add(std::mem::take(a)),
             PgColumn::Bool(a) => args.add(std::mem::take(a)),
             PgColumn::Time(a) => args.add(std::mem::take(a)),
@@ -106,7 +112,8 @@ fn sqlite_args(args: impl IntoIterator<Item = Val>, len: usize) -> SqliteArgumen
     a.reserve(len.max(args.size_hint().0), 0);
     for v in args {
         let r = match v {
-            Val::Text(s) | Val::Json(s) => a.add(s),
+            // SQLite's NUMERIC affinity stores a decimal text as a number.
+            Val::Text(s) | Val::Json(s) | Val::Decimal(s) => a.add(s),
             Val::Int(i) => a.add(i),
             Val::Bool(b) => a.add(b),
             Val::Time(t) => a.add(t.as_ref().map(sqlite_time)),
@@ -120,7 +127,8 @@ fn pg_args(args: Vec<Val>) -> PgArguments {
     let mut a = PgArguments::default();
     for v in args {
         let r = match v {
-            Val::Text(s) | Val::Json(s) => a.add(s),
+            // Text: a statement that binds a decimal casts it (`$1::numeric`).
+            Val::Text(s) | Val::Json(s) | Val::Decimal(s) => a.add(s),
             Val::Int(i) => a.add(i),
             Val::Bool(b) => a.add(b),
             Val::Time(t) => a.add(t),
@@ -266,10 +274,10 @@ fn unnest_insert(
         let n = i + 1;
         names.push(format!("c{n}"));
         unnest.push(format!("${n}::{}[]", array.sql_type()));
-        select.push(if matches!(array, PgColumn::Json(_)) {
-            format!("c{n}::jsonb")
-        } else {
-            format!("c{n}")
+        select.push(match array {
+            PgColumn::Json(_) => format!("c{n}::jsonb"),
+            PgColumn::Decimal(_) => format!("c{n}::numeric"),
+            _ => format!("c{n}"),
         });
     }
     let sql = format!(

@@ -377,13 +377,21 @@ async fn retention_prunes_old_changes_and_closed_versions_but_keeps_current_ones
     }
 }
 
-/// The example queries of docs/schema.md, with the backend each is for (None: both).
-fn documented_queries() -> Vec<(String, Option<String>, String)> {
+/// The queries of one `## ` section of docs/schema.md, with their `### ` title and the
+/// backend each is for (None: both).
+pub fn documented_queries(section: &str) -> Vec<(String, Option<String>, String)> {
     let doc = include_str!("../../docs/schema.md");
     let mut out = Vec::new();
     let mut title = String::new();
+    let mut inside = false;
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            inside = heading.trim() == section;
+        }
+        if !inside {
+            continue;
+        }
         if let Some(t) = line.strip_prefix("### ") {
             title = t.to_string();
         }
@@ -409,7 +417,7 @@ fn documented_queries() -> Vec<(String, Option<String>, String)> {
 
 #[tokio::test]
 async fn every_query_in_the_schema_document_runs_and_finds_rows_on_both_backends() {
-    let queries = documented_queries();
+    let queries = documented_queries("Example queries");
     assert!(
         queries.len() >= 8,
         "the schema document has too few queries"

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod daemon;
+mod dashboards;
 mod faults;
 mod history;
 mod mirror;

@@ -429,12 +429,7 @@ async fn a_lone_surrogate_reads_as_a_replacement_character_and_big_numbers_are_k
             Value::String(text) => serde_json::from_str(text).unwrap(),
             v => v.clone(),
         };
-        let mut c = m.store.acquire().await.unwrap();
-        let mut out = Vec::new();
-        closebot_sync::report::export(&mut c.conn(), chrono::Utc::now(), &mut out)
-            .await
-            .unwrap();
-        let exported: Value = serde_json::from_slice(&out).unwrap();
+        let exported = crate::common::export(&m, None).await;
         let record = exported["sources"]
             .as_array()
             .unwrap()

@@ -94,14 +94,14 @@ async fn status_shows_the_current_health() {
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         let (_, out) = run(&server.base_url(), &db, &["status"], &[]);
         assert!(
-            out.contains("health: unhealthy: no run has succeeded yet"),
+            out.contains("health: unhealthy: no run has applied changes yet"),
             "{out}"
         );
         m.sync().await;
         let (code, out) = run(&server.base_url(), &db, &["status"], &[]);
         assert_eq!(code, 0, "{out}");
         assert!(
-            out.contains("health: healthy: the last successful run finished at"),
+            out.contains("health: healthy: the last run that applied changes (run "),
             "{out}"
         );
         assert!(out.contains("(health.max_age is 1h)"), "{out}");

@@ -48,7 +48,9 @@ async fn metrics_and_healthz_answer_and_health_turns_503_when_runs_fail_past_max
         })
         .await;
         assert!(
-            healthy.1.starts_with("healthy: the last successful run"),
+            healthy
+                .1
+                .starts_with("healthy: the last run that applied changes"),
             "{}",
             healthy.1
         );
@@ -98,7 +100,7 @@ async fn metrics_and_healthz_answer_and_health_turns_503_when_runs_fail_past_max
         })
         .await;
         assert!(
-            body.starts_with("unhealthy: the last successful run"),
+            body.starts_with("unhealthy: the last run that applied changes"),
             "{body}"
         );
         assert!(

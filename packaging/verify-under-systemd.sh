@@ -7,7 +7,8 @@
 # Run as root from anywhere in the repository: packaging/verify-under-systemd.sh
 # Needs: cargo-deb (cargo install cargo-deb --locked), debootstrap and systemd-container
 # (apt-get install debootstrap systemd-container), and the Debian mirror for the first run
-# (DEBIAN_MIRROR, default http://deb.debian.org/debian). The container has a private network
+# (DEBIAN_MIRROR, default http://deb.debian.org/debian). VERIFY_DEB=PATH checks that package
+# instead of building one. The container has a private network
 # with loopback only: the service syncs from the bundled simulator, run in it.
 # Takes about three minutes once the root and the release build exist; not run by CI.
 set -euo pipefail
@@ -28,8 +29,12 @@ db=/var/lib/private/closebot-sync/closebot-sync.db
 settings=/etc/closebot-sync/closebot-sync.toml
 mkdir -p "$cache"
 
-echo "verify: building the package"
-deb=$(cargo deb 2>"$cache/cargo-deb.log" | tail -n 1) || { cat "$cache/cargo-deb.log" >&2; exit 1; }
+if [ -n "${VERIFY_DEB:-}" ]; then
+  deb=$VERIFY_DEB   # a package built elsewhere
+else
+  echo "verify: building the package"
+  deb=$(cargo deb 2>"$cache/cargo-deb.log" | tail -n 1) || { cat "$cache/cargo-deb.log" >&2; exit 1; }
+fi
 [ -f "$deb" ] || { echo "verify: cargo deb gave no package (see $cache/cargo-deb.log)" >&2; exit 1; }
 echo "verify: $deb"
 
@@ -43,7 +48,9 @@ if [ ! -e "$base/.complete" ]; then
 fi
 rm -rf "$root"
 cp -a "$base" "$root"
-cp "$deb" "$root/tmp/closebot-sync.deb"
+cp "$deb" "$root/root/closebot-sync.deb"
+# systemd sets the hostname from /etc/hostname at boot (debootstrap copied the host's).
+echo closebot-verify >"$root/etc/hostname"
 
 # From here on a failed command is a failed check, not the end of the script.
 set +e
@@ -53,7 +60,7 @@ check() { # check NAME OK(0/1) DETAIL
 }
 
 echo "verify: booting the container"
-systemd-nspawn --boot --register=no --keep-unit --private-network --hostname=closebot-verify \
+systemd-nspawn --boot --register=no --keep-unit --private-network \
   -D "$root" </dev/null >"$cache/boot.log" 2>&1 &
 nspawn=$!
 leader=""
@@ -66,20 +73,31 @@ shutdown() {
   wait "$nspawn" 2>/dev/null || true
 }
 trap shutdown EXIT
-for _ in $(seq 1 60); do
-  leader=$(ps --ppid "$nspawn" -o pid= 2>/dev/null | tr -d ' ' | head -n 1)
-  [ -n "$leader" ] && break
-  sleep 0.5
-done
-[ -n "$leader" ] || { echo "verify: the container did not start (see $cache/boot.log)" >&2; exit 1; }
-# Everything below runs inside the container, as its root.
+# The container's init is the nspawn process's child once it runs systemd; its manager is up
+# when is-system-running answers (running, or degraded if some unit of the base failed).
 inside() { nsenter --target "$leader" --mount --uts --ipc --net --pid -- "$@"; }
-state=$(inside systemctl is-system-running --wait 2>/dev/null || true)
+state=""
+for _ in $(seq 1 120); do
+  for pid in $(ps --ppid "$nspawn" -o pid= 2>/dev/null); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] && leader=$pid
+  done
+  if [ -n "$leader" ]; then
+    state=$(inside systemctl is-system-running 2>/dev/null)
+    case "$state" in running|degraded) break ;; esac
+  fi
+  kill -0 "$nspawn" 2>/dev/null || break
+  sleep 1
+done
+case "$state" in
+  running|degraded) ;;
+  *) echo "verify: the container did not boot (state '${state}'; see $cache/boot.log)" >&2; exit 1 ;;
+esac
+# Everything below runs inside the container, as its root.
 echo "verify: systemd $(inside systemctl --version | head -n 1 | cut -d' ' -f2) in the container is $state"
 show() { inside systemctl show closebot-sync -p "$1" --value; }
 
 # --- the package ---------------------------------------------------------------------------
-inside dpkg -i /tmp/closebot-sync.deb >"$cache/dpkg.log" 2>&1
+inside dpkg -i /root/closebot-sync.deb >"$cache/dpkg.log" 2>&1
 check "install" $? "dpkg -i on a running systemd (log: $cache/dpkg.log)"
 enabled=$(inside systemctl is-enabled closebot-sync 2>&1 || true)
 active=$(inside systemctl is-active closebot-sync 2>&1 || true)
@@ -115,12 +133,12 @@ check "ready" $? "systemctl enable --now returned $rc after $(($(date +%s) - sta
 # --- a run recorded, with its host -------------------------------------------------------------
 row=""
 for _ in $(seq 1 60); do
-  row=$(inside sqlite3 -readonly "$db" "SELECT id, status, coalesce(host, 'NULL') FROM sync_runs WHERE status = 'succeeded' ORDER BY id LIMIT 1" 2>/dev/null || true)
+  row=$(inside sqlite3 -readonly "$db" "SELECT run_id, status, coalesce(host, 'NULL') FROM sync_runs WHERE status = 'succeeded' ORDER BY run_id LIMIT 1" 2>/dev/null || true)
   [ -n "$row" ] && break
   sleep 1
 done
 [ -n "$row" ]
-check "run recorded" $? "sync_runs (id|status|host): ${row:-no succeeded run within 60 s}"
+check "run recorded" $? "sync_runs (run_id|status|host): ${row:-no succeeded run within 60 s}"
 host=${row##*|}
 [ "$host" = "$(inside hostname)" ]
 check "run host" $? "sync_runs.host = $host, the container's hostname is $(inside hostname)"
@@ -141,7 +159,7 @@ out=$(inside env CLOSEBOT_SYNC_DATABASE__URL="sqlite://$db" closebot-sync --conf
 rc=$?
 check "status as root" $rc "exit $rc: $(head -n 1 <<<"$out")"
 rootfiles=$(inside find /var/lib/private/closebot-sync -user root -printf '%f ')
-[ -z "$rootfiles" ]
+[ $? -eq 0 ] && [ -z "$rootfiles" ]
 check "no root-owned files" $? "state directory files owned by root after the read: ${rootfiles:-none}"
 
 # --- a clean stop ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! Contract tests for the bundled CloseBot simulator: it must behave as the API notes in
-//! `shared/closebot-api.md` say, and serve records the vendor's OpenAPI schema accepts.
+//! Contract tests for the bundled CloseBot simulator: it must behave as the CloseBot API
+//! does, and serve records the vendor's OpenAPI schema
+//! (tests/fixtures/closebot-openapi-sources.json) accepts.
 
 mod faults;
 mod http;

@@ -44,12 +44,12 @@ fn the_service_unit_passes_systemd_analyze_verify() {
         "/systemd/closebot-sync.service"
     ))
     .unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/closebot-sync run"));
+    assert!(unit.contains("ExecStart=/usr/bin/closebot-sync run"));
     // verify checks that ExecStart= exists: point it at the binary just built.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("closebot-sync.service");
     let unit = unit.replace(
-        "/usr/local/bin/closebot-sync",
+        "/usr/bin/closebot-sync",
         env!("CARGO_BIN_EXE_closebot-sync"),
     );
     std::fs::write(&copy, unit).unwrap();

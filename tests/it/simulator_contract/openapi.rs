@@ -26,12 +26,14 @@ const KNOWN_KEYS: &[&str] = &[
 
 impl Spec {
     pub fn load() -> Spec {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/closebot-openapi-sources.json");
+        // Kept in the repository (origin and licence in tests/fixtures/README.md) so a fresh
+        // clone tests with nothing beside it.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/closebot-openapi-sources.json");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "the vendor's OpenAPI schema is needed at {} ({e}); clone the repository with \
-                 the `shared/` folder beside it",
+                "the vendor's OpenAPI schema is needed at {} ({e}); it is part of the \
+                 repository: restore it with `git checkout -- tests/fixtures`",
                 path.display()
             )
         });

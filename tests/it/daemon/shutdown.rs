@@ -133,3 +133,68 @@ async fn two_daemons_on_one_database_never_sync_at_the_same_time() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_huge_record_is_parsed_and_compared_is_served_in_time() {
+    let (sim, server) = simulator(sim_options(150, 29)).await;
+    let db = sqlite();
+    let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+    let bots = |renamed: bool| {
+        (0..150_000)
+            .map(|i| {
+                let name = if renamed && i == 77_777 {
+                    "renamed".to_string()
+                } else {
+                    format!("bot {i}")
+                };
+                serde_json::json!({"id": format!("bot-{i}"), "botName": name, "enabled": true,
+                    "channels": ["SMS", "Email"]})
+            })
+            .collect::<Vec<_>>()
+    };
+    sim.edit(|l| l[0]["bots"] = serde_json::Value::Array(bots(false)));
+    assert_eq!(m.sync().await.status.as_str(), "succeeded");
+    let before = snapshot(&m).await;
+    // The next run parses, prepares and compares the huge record of page 0 (seconds of CPU
+    // in a debug build, on the one runtime thread a 2-core machine gives the daemon), and
+    // then waits on page 1.
+    sim.edit(|l| l[0]["bots"] = serde_json::Value::Array(bots(true)));
+    sim.set_faults(Faults {
+        rules: vec![FaultRule {
+            page: Some(1),
+            attempts: 1..=1000,
+            action: FaultAction::Delay(Duration::from_secs(120)),
+        }],
+        ..Faults::default()
+    });
+    let timeout = Duration::from_secs(3);
+    let earlier = sim.requests().len();
+    let mut d = Daemon::start(
+        "d",
+        &server.base_url(),
+        &db,
+        &[
+            ("CLOSEBOT_SYNC_SCHEDULE__CRON", "0 0 0 1 1 *"),
+            ("CLOSEBOT_SYNC_SCHEDULE__SHUTDOWN_TIMEOUT", "3s"),
+            ("CLOSEBOT_SYNC_API__CONCURRENCY", "1"),
+            ("TOKIO_WORKER_THREADS", "1"),
+        ],
+    );
+    eventually(Duration::from_secs(30), "page 0 to be served", || {
+        let served = sim.requests()[earlier..]
+            .iter()
+            .any(|r| r.status == 200 && r.query.iter().any(|(k, v)| k == "page" && v == "0"));
+        async move { served.then_some(()) }
+    })
+    .await;
+    d.signal("TERM");
+    let (code, took) = d.wait(timeout + Duration::from_secs(10));
+    assert_eq!(code, 0, "{}", d.logs());
+    assert!(
+        took <= timeout,
+        "took {took:?}, more than schedule.shutdown_timeout"
+    );
+    let rows = super::runs(&m.store).await;
+    assert_eq!(rows.last().unwrap()["status"], "aborted", "{rows:#?}");
+    assert_eq!(snapshot(&m).await, before, "the aborted run changed data");
+}

@@ -76,6 +76,14 @@ async fn sigterm_during_a_slow_run_exits_0_in_time_with_the_row_aborted_and_the_
     assert_eq!(last["status"], "aborted", "{rows:#?}");
     assert_eq!(last["trigger"], "start");
     assert_eq!(snapshot(&m).await, before, "the aborted run changed data");
+    // A requested stop is no error, and the scheduler's start-up chatter stays below INFO.
+    let logs = d.logs();
+    assert!(logs.contains("run 2 aborted"), "{logs}");
+    assert!(!logs.contains("ERROR"), "{logs}");
+    assert!(
+        !logs.contains("Uninited") && !logs.contains("Job creator created"),
+        "{logs}"
+    );
 
     let messages = received(&sock);
     let pos = |what: &str| messages.iter().position(|m| m.contains(what));

@@ -283,7 +283,7 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
 }
 
 /// Every table the mirror writes, for "nothing changed" checks.
-pub const TABLES: [&str; 17] = [
+pub const TABLES: [&str; 19] = [
     "sync_runs",
     "sources",
     "source_wallets",
@@ -301,6 +301,8 @@ pub const TABLES: [&str; 17] = [
     "source_changes",
     "source_versions",
     "source_misses",
+    "source_bot_history",
+    "source_wallet_history",
 ];
 
 /// All data tables (runs aside), each sorted, for before/after comparisons.

@@ -472,6 +472,18 @@ pub async fn run_pending(store: &Store) -> Result<Option<Backfilled>, StoreError
     struct Name {
         name: String,
     }
+    // A plain read first: nearly always nothing is pending, and a command should not
+    // wait for the writer lock to learn that.
+    let waiting: Vec<Name> = store
+        .acquire()
+        .await?
+        .conn()
+        .fetch_all("SELECT name FROM pending_backfills", vec![])
+        .await
+        .doing("reading the pending backfills")?;
+    if waiting.is_empty() {
+        return Ok(None);
+    }
     let lock = match store.lock_writer().await {
         Ok(lock) => lock,
         Err(StoreError::Busy(who)) => {

@@ -313,7 +313,7 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
 }
 
 /// Every table the mirror writes, for "nothing changed" checks.
-pub const TABLES: [&str; 18] = [
+pub const TABLES: [&str; 20] = [
     "sync_runs",
     "sources",
     "source_wallets",
@@ -332,6 +332,8 @@ pub const TABLES: [&str; 18] = [
     "source_versions",
     "source_misses",
     "source_rejects",
+    "source_bot_history",
+    "source_wallet_history",
 ];
 
 /// All data tables (runs aside), each sorted, for before/after comparisons.

@@ -165,11 +165,31 @@ async fn kill_9_at_any_moment_leaves_the_last_committed_run_and_the_next_run_com
             ..Faults::default()
         });
         let before = snapshot(&m).await;
-        for (i, after_ms) in [30u64, 150, 350, 600].into_iter().enumerate() {
+        // The first kill comes 30 ms after the start, whatever the process reached; the
+        // others a while after its run row exists (so they do not depend on how fast a
+        // loaded machine starts a process), and so leave an abandoned run each.
+        for (i, (after_row, after_ms)) in [(false, 30u64), (true, 0), (true, 120), (true, 300)]
+            .into_iter()
+            .enumerate()
+        {
+            let runs_before = m.dump("SELECT run_id FROM sync_runs").await.len();
             let mut child = binary(&server.base_url(), &db, KEY)
                 .arg("sync")
                 .spawn()
                 .unwrap();
+            if after_row {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while m.dump("SELECT run_id FROM sync_runs").await.len() == runs_before {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no run row after 60 s"
+                    );
+                    if child.try_wait().unwrap().is_some() {
+                        panic!("the run ended before its row was seen: make it slower");
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(after_ms)).await;
             if child.try_wait().unwrap().is_some() {
                 panic!("the run ended before the kill at {after_ms} ms: make it slower");

@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::closebot::untrusted::printable;
 use crate::store::history::{self, ChangeRow, VersionRow};
 use crate::store::runs::{RejectRow, RunRow};
-use crate::store::Store;
+use crate::store::{Store, Tx};
 
 /// `n` and its noun, singular or plural: "1 page", "2 pages".
 pub fn count(n: u64, one: &str, many: &str) -> String {
@@ -108,10 +108,15 @@ pub fn rejects_text(rows: &[RejectRow], total: i64) -> String {
 /// id the mirror never held is an error.
 pub async fn history(store: &Store, source_id: &str) -> anyhow::Result<String> {
     let mut tx = store.begin_read().await?;
-    let versions = history::versions(&mut tx.conn(), source_id).await?;
-    let changes = history::changes(&mut tx.conn(), source_id).await?;
-    let name = history::latest_name(&mut tx.conn(), source_id).await?;
+    let read = async {
+        let versions = history::versions(&mut tx.conn(), source_id).await?;
+        let changes = history::changes(&mut tx.conn(), source_id).await?;
+        let name = history::latest_name(&mut tx.conn(), source_id).await?;
+        Ok::<_, crate::store::StoreError>((versions, changes, name))
+    }
+    .await;
     tx.rollback().await?;
+    let (versions, changes, name) = read?;
     if versions.is_empty() && changes.is_empty() {
         anyhow::bail!(
             "unknown source {:?}: the mirror never held a source with this sourceId (check it: \
@@ -211,6 +216,14 @@ pub async fn export(
     out: &mut impl Write,
 ) -> anyhow::Result<usize> {
     let mut tx = store.begin_read().await?;
+    let written = export_in(&mut tx, at, out).await;
+    // Ended on every path: a read transaction left open on a pooled PostgreSQL connection
+    // would hold its locks (a DROP or a migration would wait on it).
+    tx.rollback().await?;
+    written
+}
+
+async fn export_in(tx: &mut Tx, at: DateTime<Utc>, out: &mut impl Write) -> anyhow::Result<usize> {
     let Some(first) = history::first_completed_run(&mut tx.conn()).await? else {
         anyhow::bail!(
             "the mirror holds no completed run yet, so there is no listing to export: run \
@@ -253,6 +266,5 @@ pub async fn export(
     }
     out.write_all(b"\n]}\n")?;
     out.flush()?;
-    tx.rollback().await?;
     Ok(n)
 }

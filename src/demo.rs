@@ -82,7 +82,7 @@ pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> 
     println!("mirroring it into {}\n", db.display());
 
     let store = Store::connect(&s.database.url, s.database.max_connections).await?;
-    store.migrate().await?;
+    store.migrate_locked().await?;
     let client = Client::new(&s.api, SecretString::from(key))?;
     let once = || async {
         let options = SyncOptions {

@@ -309,7 +309,7 @@ pub async fn run_once(
     let started = Instant::now();
     let lock = store.lock_writer().await?;
     if options.migrate && !options.dry_run {
-        let applied = store.migrate().await?;
+        let applied = store.migrate(&lock).await?;
         if applied > 0 {
             tracing::info!(applied, "migrated the database");
         }

@@ -238,6 +238,73 @@ CREATE INDEX source_wallet_history_source ON source_wallet_history (source_id, v
 CREATE INDEX source_wallet_history_opened ON source_wallet_history (opened_run_id);
 CREATE INDEX source_wallet_history_closed ON source_wallet_history (closed_run_id);
 
+CREATE TABLE sync_runs_new (
+    run_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at        TIMESTAMP NOT NULL,
+    finished_at       TIMESTAMP,
+    status            TEXT NOT NULL CHECK (status IN ('running','succeeded','partial','failed','aborted','abandoned')),
+    trigger           TEXT NOT NULL,
+    host              TEXT,
+    pid               INTEGER,
+    walks             INTEGER NOT NULL DEFAULT 0,
+    pages             INTEGER NOT NULL DEFAULT 0,
+    http_requests     INTEGER NOT NULL DEFAULT 0,
+    retries           INTEGER NOT NULL DEFAULT 0,
+    api_total         INTEGER,
+    sources_seen      INTEGER NOT NULL DEFAULT 0,
+    sources_created   INTEGER NOT NULL DEFAULT 0,
+    sources_updated   INTEGER NOT NULL DEFAULT 0,
+    sources_unchanged INTEGER NOT NULL DEFAULT 0,
+    sources_deleted   INTEGER NOT NULL DEFAULT 0,
+    sources_restored  INTEGER NOT NULL DEFAULT 0,
+    notes             TEXT,
+    error             TEXT,
+    sources_rejected  INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO sync_runs_new (run_id, started_at, finished_at, status, trigger, host, pid, walks,
+    pages, http_requests, retries, api_total, sources_seen, sources_created, sources_updated,
+    sources_unchanged, sources_deleted, sources_restored, notes, error, sources_rejected)
+SELECT run_id, started_at, finished_at, status, trigger, host, pid, walks,
+    pages, http_requests, retries, api_total, sources_seen, sources_created, sources_updated,
+    sources_unchanged, sources_deleted, sources_restored, notes, error, sources_rejected
+FROM sync_runs;
+-- As for source_changes: a pruned run's id is never given out again.
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'sync_runs_new', seq FROM sqlite_sequence WHERE name = 'sync_runs'
+  AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'sync_runs_new');
+UPDATE sqlite_sequence
+SET seq = MAX(seq, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'sync_runs'), 0))
+WHERE name = 'sync_runs_new';
+DROP TABLE sync_runs;
+ALTER TABLE sync_runs_new RENAME TO sync_runs;
+CREATE INDEX sync_runs_status ON sync_runs (status, run_id);
+
+CREATE TABLE source_rejects_new (
+    reject_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id       TEXT NOT NULL,
+    field_path      TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    first_run_id    INTEGER NOT NULL,
+    last_run_id     INTEGER NOT NULL,
+    first_seen_at   TIMESTAMP NOT NULL,
+    last_seen_at    TIMESTAMP NOT NULL,
+    resolved_run_id INTEGER,
+    resolved_at     TIMESTAMP
+);
+INSERT INTO source_rejects_new SELECT reject_id, source_id, field_path, reason, first_run_id,
+    last_run_id, first_seen_at, last_seen_at, resolved_run_id, resolved_at FROM source_rejects;
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'source_rejects_new', seq FROM sqlite_sequence WHERE name = 'source_rejects'
+  AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'source_rejects_new');
+UPDATE sqlite_sequence
+SET seq = MAX(seq, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'source_rejects'), 0))
+WHERE name = 'source_rejects_new';
+DROP TABLE source_rejects;
+ALTER TABLE source_rejects_new RENAME TO source_rejects;
+CREATE UNIQUE INDEX source_rejects_open ON source_rejects (source_id) WHERE resolved_at IS NULL;
+CREATE INDEX source_rejects_source ON source_rejects (source_id, first_seen_at);
+
+
 -- Work closebot-sync does once after migrating (it deletes the row in the same
 -- transaction).
 CREATE TABLE pending_backfills (

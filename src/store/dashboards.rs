@@ -465,33 +465,16 @@ async fn parse_stored(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
 }
 
 /// The backfill the migration asked for, if it is still to do: run it in one transaction
-/// with the removal of its `pending_backfills` row. Skipped (and tried again at the next
-/// migrate) while another process holds the writer lock.
-pub async fn run_pending(store: &Store) -> Result<Option<Backfilled>, StoreError> {
+/// with the removal of its `pending_backfills` row. The caller holds the writer lock (the
+/// argument says so), as for the migrations themselves.
+pub async fn run_pending(
+    store: &Store,
+    _held: &super::WriterLock,
+) -> Result<Option<Backfilled>, StoreError> {
     #[derive(sqlx::FromRow)]
     struct Name {
         name: String,
     }
-    // A plain read first: nearly always nothing is pending, and a command should not
-    // wait for the writer lock to learn that.
-    let waiting: Vec<Name> = store
-        .acquire()
-        .await?
-        .conn()
-        .fetch_all("SELECT name FROM pending_backfills", vec![])
-        .await
-        .doing("reading the pending backfills")?;
-    if waiting.is_empty() {
-        return Ok(None);
-    }
-    let lock = match store.lock_writer().await {
-        Ok(lock) => lock,
-        Err(StoreError::Busy(who)) => {
-            tracing::warn!(%who, "the history backfill waits for the writer lock; the next migrate runs it");
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
     let mut tx = store.begin().await?;
     let pending: Vec<Name> = tx
         .conn()
@@ -503,7 +486,6 @@ pub async fn run_pending(store: &Store) -> Result<Option<Backfilled>, StoreError
         .doing("reading the pending backfills")?;
     let Some(name) = pending.into_iter().next() else {
         tx.rollback().await?;
-        lock.release().await;
         return Ok(None);
     };
     let done = backfill(&mut tx.conn()).await?;
@@ -515,7 +497,6 @@ pub async fn run_pending(store: &Store) -> Result<Option<Backfilled>, StoreError
         .await
         .doing("recording the backfill done")?;
     tx.commit().await?;
-    lock.release().await;
     tracing::info!(
         sources = done.sources,
         rows = done.rows,

@@ -32,6 +32,19 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// dozen shapes per table (see `sql::chunk_sizes`), about 250 in all.
 const STATEMENT_CACHE: usize = 320;
 
+/// How long a SQLite connection waits for another process's lock before it gives up.
+const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(30);
+
+/// SQLITE_BUSY (5) or one of its extended codes (`5 | n << 8`).
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the database {url}: {source}")]
@@ -175,18 +188,29 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(SQLITE_BUSY_WAIT)
                 .foreign_keys(false)
                 // Takes effect only when the file is new (see docs/performance.md): a
                 // 3 kB record then shares its page, and SQLite writes a quarter as many.
                 .page_size(16_384)
                 .statement_cache_capacity(STATEMENT_CACHE);
             let lock_path = lock_file(options.get_filename());
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .connect_with(options)
-                .await
-                .map_err(fail)?;
+            // Turning a new file to WAL needs it to itself, and SQLite answers "database is
+            // locked" at once, without its busy handler, when another process is in the
+            // middle of creating the same file: try again for as long as the busy time-out.
+            let started = std::time::Instant::now();
+            let pool = loop {
+                let opened = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_with(options.clone())
+                    .await;
+                match opened {
+                    Err(e) if is_sqlite_busy(&e) && started.elapsed() < SQLITE_BUSY_WAIT => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => break other.map_err(fail)?,
+                }
+            };
             Ok(Store::Sqlite { pool, lock_path })
         } else {
             let options = PgConnectOptions::from_str(url)
@@ -250,7 +274,7 @@ impl Store {
             .map_err(fail)?
             .read_only(true)
             .create_if_missing(false)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(SQLITE_BUSY_WAIT);
         let path = options.get_filename().to_path_buf();
         if !path.is_file() {
             return Err(StoreError::Missing {
@@ -299,22 +323,24 @@ impl Store {
         }
     }
 
-    /// Applies the migrations this binary carries that the database lacks; returns how many.
-    pub async fn migrate(&self) -> Result<usize, StoreError> {
+    /// Applies the migrations this binary carries that the database lacks, and the backfill
+    /// a migration left to do; returns how many migrations. The caller holds the writer
+    /// lock: two processes never migrate one database at once (SQLite has no lock of its own
+    /// for it).
+    pub async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
         let before = self.pending_migrations().await?;
         match self {
             Store::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
             Store::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
         }
-        dashboards::run_pending(self).await?;
+        dashboards::run_pending(self, held).await?;
         Ok(before)
     }
 
-    /// Takes the writer lock, applies the pending migrations, releases the lock: two
-    /// processes never migrate one database at once (SQLite has no lock of its own for it).
+    /// Takes the writer lock, applies the pending migrations, releases the lock.
     pub async fn migrate_locked(&self) -> Result<usize, StoreError> {
         let lock = self.lock_writer().await?;
-        let applied = self.migrate().await;
+        let applied = self.migrate(&lock).await;
         lock.release().await;
         applied
     }

@@ -590,7 +590,13 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
         for sql in [
             "INSERT INTO sync_runs (started_at, finished_at, status, trigger) VALUES \
              ('2026-01-05T10:00:00.000000Z', '2026-01-05T10:00:02.500000Z', 'succeeded', 'manual'), \
-             ('2026-01-06T10:00:00.000000Z', '2026-01-06T10:00:01.000000Z', 'succeeded', 'manual')"
+             ('2026-01-06T10:00:00.000000Z', '2026-01-06T10:00:01.000000Z', 'succeeded', 'manual'), \
+             ('2026-01-07T10:00:00.000000Z', '2026-01-07T10:00:01.000000Z', 'failed', 'manual')"
+                .to_string(),
+            // Run 3 was pruned by retention: its id is never given out again.
+            "DELETE FROM sync_runs WHERE run_id = 3".to_string(),
+            "INSERT INTO source_rejects (source_id, field_path, reason, first_run_id, last_run_id, first_seen_at, last_seen_at) \
+             VALUES ('s9', 'bots', 'not an array', 2, 2, '2026-01-06T10:00:00.000000Z', '2026-01-06T10:00:00.000000Z')"
                 .to_string(),
             format!(
                 "INSERT INTO sources (source_id, name, category, connected, script_last_seen_at, raw_record, content_hash, \
@@ -613,7 +619,7 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
             c.conn().execute(&sql, vec![]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
         drop(c);
-        assert!(store.migrate().await.unwrap() >= 1, "{backend}");
+        assert!(store.migrate_locked().await.unwrap() >= 1, "{backend}");
         let one = |sql: &'static str| {
             let store = &store;
             async move { crate::common::dump(store, sql).await.remove(0) }
@@ -700,7 +706,44 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
                 ],
                 ["text", "integer", "text", "TIMESTAMP", "BOOLEAN"].map(String::from)
             );
+            // Every time column of every table, the run log and the quarantine included.
+            let untyped: Vec<String> = crate::common::dump(
+                &store,
+                "SELECT m.name || '.' || c.name AS col, c.type AS declared FROM sqlite_master m, \
+                 pragma_table_info(m.name) c WHERE m.type = 'table' \
+                 AND (c.name LIKE '%\\_at' ESCAPE '\\' OR c.name IN ('valid_from', 'valid_to')) \
+                 AND c.type <> 'TIMESTAMP'",
+            )
+            .await
+            .iter()
+            .map(|r| format!("{} {}", s(r, "col"), s(r, "declared")))
+            .collect();
+            assert_eq!(untyped, Vec::<String>::new());
+            let r = one("SELECT typeof(started_at) AS t FROM sync_runs WHERE run_id = 1").await;
+            assert_eq!(s(&r, "t"), "text", "time stamps stay text");
         }
+        let r = one("SELECT first_seen_at, reason FROM source_rejects").await;
+        assert_eq!(
+            (s(&r, "first_seen_at"), s(&r, "reason")),
+            ("2026-01-06T10:00:00.000000Z".into(), "not an array".into()),
+            "{backend}"
+        );
+        let mut c = store.acquire().await.unwrap();
+        c.conn()
+            .execute(
+                "INSERT INTO sync_runs (started_at, status, trigger) \
+                 VALUES ('2026-01-08T10:00:00.000000Z', 'running', 'manual')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        drop(c);
+        let r = one("SELECT MAX(run_id) AS id FROM sync_runs").await;
+        assert_eq!(
+            r["id"].as_i64(),
+            Some(4),
+            "{backend}: a pruned run's id came back"
+        );
         // The history, from the two versions: b1 changed channels, the id-less bot and
         // its position stayed, the wallet changed.
         let bots: BTreeSet<(String, String, String, i64, String)> = crate::common::dump(

@@ -256,3 +256,38 @@ async fn a_new_sqlite_file_gets_16_kib_pages_and_an_older_one_keeps_its_own_and_
         assert_mirrors(&m, &sim.listing()).await;
     }
 }
+
+/// Turning a file to WAL needs it to itself, and SQLite refuses at once (its busy handler is
+/// not asked) while another connection is writing to it: the mirror waits for the writer
+/// instead of failing with "database is locked" (two first syncs started together met this).
+#[tokio::test]
+async fn opening_a_file_another_connection_is_writing_waits_for_it() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions;
+
+    let db = crate::common::sqlite();
+    let path = db.dir.path().join("mirror.db");
+    // A file still in SQLite's default rollback-journal mode, as another process creating
+    // it leaves it for a moment, with a write transaction open.
+    let mut writer = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TABLE t (x INTEGER)",
+        "BEGIN IMMEDIATE",
+        "INSERT INTO t VALUES (1)",
+    ] {
+        sqlx::query(sql).execute(&mut writer).await.unwrap();
+    }
+    let url = db.url.clone();
+    let open = tokio::spawn(async move { closebot_sync::store::Store::connect(&url, 2).await });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(!open.is_finished(), "the open did not wait for the writer");
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    let store = open.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let mode = crate::common::dump(&store, "SELECT journal_mode FROM pragma_journal_mode()").await;
+    assert_eq!(mode[0]["journal_mode"], Value::from("wal"));
+}

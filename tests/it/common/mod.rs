@@ -179,7 +179,7 @@ impl Mirror {
         let store = Store::connect(&settings.database.url, settings.database.max_connections)
             .await
             .unwrap();
-        store.migrate().await.unwrap();
+        store.migrate_locked().await.unwrap();
         let client =
             Client::new(&settings.api, settings.api.require_key().unwrap().clone()).unwrap();
         Mirror {

@@ -980,29 +980,33 @@ impl Applier {
         Ok(())
     }
 
-    /// Drops change rows and closed versions older than `before`.
+    /// Drops what `history.retain_days` lets go: change rows, and closed versions, history
+    /// intervals and resolved rejects, from before `before`. Current versions, open
+    /// intervals and open rejects stay, however old.
     pub async fn prune(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         if self.dry_run {
             return Ok(0);
         }
-        let mut conn = self.tx.conn();
-        let t = Val::Time(Some(before));
-        let changes = conn
-            .execute(
-                "DELETE FROM source_changes WHERE changed_at < $1",
-                vec![t.clone()],
-            )
-            .await
-            .doing("pruning old changes")?;
-        let versions = conn
-            .execute(
-                "DELETE FROM source_versions WHERE valid_to IS NOT NULL AND valid_to < $1",
-                vec![t],
-            )
-            .await
-            .doing("pruning old versions")?;
-        self.written += changes + versions;
-        Ok(changes + versions)
+        let mut closed_at = vec![
+            ("source_changes", "changed_at"),
+            ("source_versions", "valid_to"),
+        ];
+        closed_at.extend(dashboards::HISTORY_TABLES.map(|table| (table, "valid_to")));
+        closed_at.push(("source_rejects", "resolved_at"));
+        let mut pruned = 0;
+        for (table, column) in closed_at {
+            pruned += self
+                .tx
+                .conn()
+                .execute(
+                    &format!("DELETE FROM {table} WHERE {column} IS NOT NULL AND {column} < $1"),
+                    vec![Val::Time(Some(before))],
+                )
+                .await
+                .doing("pruning history older than history.retain_days")?;
+        }
+        self.written += pruned;
+        Ok(pruned)
     }
 
     /// The run's transaction, to finish it (write the run row, then commit or roll back).

@@ -473,3 +473,104 @@ async fn every_query_in_the_schema_document_runs_and_finds_rows_on_both_backends
         assert!(ran >= 14, "{backend}: ran {ran} queries");
     }
 }
+
+/// `history.retain_days`: change rows, closed versions, closed history intervals and
+/// resolved rejects older than the cut-off go; what is current stays, however old.
+#[tokio::test]
+async fn retention_drops_what_closed_before_the_cut_off_and_keeps_what_is_current() {
+    const OLD: &str = "2020-01-01T00:00:00.000000Z";
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(60, 23)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        sim.mutate(
+            5,
+            &MutationPlan {
+                rename: 4,
+                flip_wallet: 6,
+                reorder: 6,
+                ..MutationPlan::default()
+            },
+        );
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        // Everything so far happened long ago; one reject was resolved then, one is open.
+        let mut c = m.store.acquire().await.unwrap();
+        for sql in [
+            format!("UPDATE source_changes SET changed_at = '{OLD}'"),
+            format!("UPDATE source_versions SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
+            format!("UPDATE source_bot_history SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
+            format!("UPDATE source_wallet_history SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
+            format!(
+                "INSERT INTO source_rejects (source_id, field_path, reason, first_run_id, last_run_id, first_seen_at, \
+                 last_seen_at, resolved_run_id, resolved_at) VALUES \
+                 ('gone', 'name', 'was bad', 1, 1, '{OLD}', '{OLD}', 2, '{OLD}'), \
+                 ('still', 'name', 'is bad', 1, 2, '{OLD}', '{OLD}', NULL, NULL)"
+            ),
+        ] {
+            c.conn().execute(&sql, vec![]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(c);
+        let closed =
+            |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE valid_to IS NOT NULL");
+        let open = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE valid_to IS NULL");
+        let tables = [
+            "source_versions",
+            "source_bot_history",
+            "source_wallet_history",
+        ];
+        let mut open_before = Vec::new();
+        for t in tables {
+            assert!(
+                m.count(&closed(t)).await > 0,
+                "{}: {t} has closed rows to prune",
+                m.backend()
+            );
+            open_before.push(m.count(&open(t)).await);
+        }
+        assert!(m.count("SELECT COUNT(*) FROM source_changes").await > 0);
+
+        let kept = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_HISTORY__RETAIN_DAYS", "30")],
+        ))
+        .await;
+        let renamed = sim.mutate(
+            6,
+            &MutationPlan {
+                rename: 3,
+                ..MutationPlan::default()
+            },
+        );
+        assert_eq!(kept.sync().await.status, RunStatus::Succeeded);
+        let backend = m.backend();
+        // The old rows went; run 3's renames (3 changes, 3 versions it closed) stayed.
+        assert_eq!(
+            m.count("SELECT COUNT(*) FROM source_changes WHERE run_id < 3")
+                .await,
+            0,
+            "{backend}"
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) FROM source_changes").await,
+            3,
+            "{backend}"
+        );
+        assert_eq!(m.count(&closed("source_versions")).await, 3, "{backend}");
+        for (t, before) in tables.into_iter().zip(open_before) {
+            if t != "source_versions" {
+                assert_eq!(m.count(&closed(t)).await, 0, "{backend}: {t}");
+            }
+            assert_eq!(
+                m.count(&open(t)).await,
+                before,
+                "{backend}: {t} kept its open rows"
+            );
+        }
+        let rejects = m.dump("SELECT source_id FROM source_rejects").await;
+        assert_eq!(rejects.len(), 1, "{backend}");
+        assert_eq!(rejects[0]["source_id"], "still", "{backend}");
+        assert_eq!(renamed.renamed.len(), 3);
+        assert_mirrors(&m, &sim.listing()).await;
+    }
+}

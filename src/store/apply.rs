@@ -740,7 +740,16 @@ impl Applier {
         let mut version_rows = Vec::with_capacity(written.len());
         let mut child_rows: [Vec<Row>; 11] = Default::default();
         let mut bots: HashMap<String, Option<String>> = HashMap::new();
-        let ids: Vec<String> = written.iter().map(|(p, _)| p.id.clone()).collect();
+        // Written and not replaced: first seen by this run, and written once.
+        let fresh: Vec<String> = {
+            let replaced: HashSet<&String> = replaced.iter().collect();
+            written
+                .iter()
+                .map(|(p, _)| &p.id)
+                .filter(|id| !replaced.contains(id))
+                .cloned()
+                .collect()
+        };
         for (prep, book) in written {
             let Prepared {
                 id,
@@ -884,7 +893,7 @@ impl Applier {
                     .chain(close)
                     .chain(versions)
                     .chain(changes)
-                    .chain(dashboards::after_write(b, &ids, &at, &run)),
+                    .chain(dashboards::after_write(b, &fresh, replaced, &at, &run)),
             ))
             .await?;
         Ok(())

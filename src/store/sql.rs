@@ -15,8 +15,11 @@ use crate::model::{Row, Val};
 const MAX_BINDS: usize = 30_000;
 const MAX_ROWS: usize = 1_000;
 
-/// Rows per `UNNEST` statement on PostgreSQL (bounds the arrays held at once).
+/// Rows per `UNNEST` statement or `COPY` on PostgreSQL (bounds what is held at once).
 const UNNEST_ROWS: usize = 5_000;
+
+/// From this many rows, a plain insert on PostgreSQL is a `COPY` (see `copy_insert`).
+const COPY_MIN_ROWS: usize = 1_000;
 
 /// One column of an `UNNEST` insert, typed by the first row's value.
 enum PgColumn {
@@ -149,6 +152,8 @@ pub struct Statement {
 enum Args {
     Sqlite(SqliteArguments<'static>),
     Postgres(PgArguments),
+    /// The data of a `COPY ... FROM STDIN` (PostgreSQL's text format).
+    Copy(Vec<u8>),
 }
 
 /// Statements built one at a time, as [`Conn::send`] asks for the next.
@@ -171,7 +176,8 @@ impl Backend {
     /// failed statement fails the whole run, whose transaction is rolled back.
     ///
     /// PostgreSQL gets one array per column, unnested by the server: a few binds and one
-    /// short statement, however many rows.
+    /// short statement, however many rows. A plain insert (no `conflict`) of many rows is
+    /// a `COPY` instead, which the server parses and writes with the least work per row.
     pub fn insert(
         self,
         table: &str,
@@ -185,6 +191,9 @@ impl Backend {
         }
         match self {
             Backend::Sqlite => sqlite_insert(table, columns, rows, conflict, doing),
+            Backend::Postgres if conflict.is_empty() && rows.len() >= COPY_MIN_ROWS => {
+                copy_insert(table, columns, rows, doing)
+            }
             Backend::Postgres => unnest_insert(table, columns, rows, conflict, doing),
         }
     }
@@ -307,6 +316,65 @@ fn unnest_insert(
     }))
 }
 
+/// PostgreSQL: `COPY table (columns) FROM STDIN`, the rows in COPY's text format, a
+/// statement per [`UNNEST_ROWS`] rows.
+fn copy_insert(
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Row>,
+    doing: &'static str,
+) -> Statements<'static> {
+    let sql = format!("COPY {table} ({}) FROM STDIN", columns.join(", "));
+    let statements = rows.len().div_ceil(UNNEST_ROWS);
+    let mut rows = rows.into_iter();
+    Box::new((0..statements).map(move |_| {
+        let mut data = Vec::new();
+        for row in rows.by_ref().take(UNNEST_ROWS) {
+            copy_row(&mut data, row);
+        }
+        Statement {
+            sql: sql.clone(),
+            args: Args::Copy(data),
+            doing,
+        }
+    }))
+}
+
+/// One row in COPY's text format: tab between columns, `\N` for NULL, a backslash escape
+/// for a backslash, tab, newline or carriage return in a value.
+fn copy_row(out: &mut Vec<u8>, row: Row) {
+    use std::io::Write;
+    for (i, v) in row.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match v {
+            Val::Text(None)
+            | Val::Json(None)
+            | Val::Decimal(None)
+            | Val::Int(None)
+            | Val::Bool(None)
+            | Val::Time(None) => out.extend_from_slice(b"\\N"),
+            Val::Text(Some(s)) | Val::Json(Some(s)) | Val::Decimal(Some(s)) => {
+                for b in s.bytes() {
+                    match b {
+                        b'\\' => out.extend_from_slice(b"\\\\"),
+                        b'\t' => out.extend_from_slice(b"\\t"),
+                        b'\n' => out.extend_from_slice(b"\\n"),
+                        b'\r' => out.extend_from_slice(b"\\r"),
+                        b => out.push(b),
+                    }
+                }
+            }
+            Val::Int(Some(n)) => write!(out, "{n}").expect("writing to a Vec cannot fail"),
+            Val::Bool(Some(b)) => out.push(if b { b't' } else { b'f' }),
+            Val::Time(Some(t)) => write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f+00"))
+                .expect("writing to a Vec cannot fail"),
+        }
+    }
+    out.push(b'\n');
+}
+
 impl Conn<'_> {
     pub fn backend(&self) -> Backend {
         match self {
@@ -358,6 +426,11 @@ impl Conn<'_> {
                     .await?
             }
             .rows_affected(),
+            (Conn::Postgres(c), Args::Copy(data)) => {
+                let mut copy = c.copy_in_raw(sql).await?;
+                copy.send(data).await?;
+                copy.finish().await?
+            }
             _ => unreachable!("a statement is built for its connection's backend"),
         };
         Ok(done)
@@ -487,6 +560,29 @@ mod tests {
     fn a_row_without_its_key_is_refused_rather_than_dropped_with_the_padding() {
         let rows = vec![vec![Val::Text(Some("a".into()))], vec![Val::Text(None)]];
         let _ = Backend::Sqlite.insert("t", &["k"], rows, "", "testing");
+    }
+
+    #[test]
+    fn copy_rows_escape_what_the_text_format_reads_as_syntax() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut out = Vec::new();
+        copy_row(
+            &mut out,
+            vec![
+                Val::Text(Some("a\tb\\c\nd\re".into())),
+                Val::Text(None),
+                Val::Int(Some(-42)),
+                Val::Bool(Some(false)),
+                Val::Time(Some(at)),
+                Val::Json(Some("{\"x\":\"\\\\N\"}".into())),
+            ],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\\\c\\nd\\re\t\\N\t-42\tf\t2026-01-02 03:04:05.500000+00\t{\"x\":\"\\\\\\\\N\"}\n"
+        );
     }
 
     #[test]

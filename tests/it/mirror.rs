@@ -294,3 +294,96 @@ async fn the_client_never_sends_force_token_refresh_and_always_sends_the_key() {
     pages.sort();
     assert_eq!(pages, vec!["0", "1", "2"], "pages are 0-based");
 }
+
+/// A bulk insert of many rows (a `COPY` on PostgreSQL, `VALUES` lists on SQLite) stores
+/// every value as given: the characters COPY's text format escapes, its NULL marker and
+/// end-of-data marker written as text, JSON, numbers, booleans, time stamps and NULLs.
+#[tokio::test]
+async fn a_bulk_insert_stores_every_value_as_given() {
+    use closebot_sync::model::Val;
+    use closebot_sync::store::Backend;
+    use serde_json::json;
+
+    let tricky = [
+        "tab\there",
+        "new\nline",
+        "cr\rlf\n",
+        "back\\slash",
+        "\\N",
+        "\\.",
+        "",
+        "ünï 😀",
+        "a\\tb",
+        "\t",
+        "end\\",
+    ];
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-04T05:06:07.123456Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let rows: Vec<Vec<Val>> = (0..1500)
+        .map(|i: i64| {
+            let s = tricky[i as usize % tricky.len()];
+            vec![
+                Val::Text(Some(format!("k{i:05}"))),
+                Val::Text((i % 13 != 0).then(|| s.to_string())),
+                Val::Int((i % 7 != 0).then_some(i * 1_000_000_007)),
+                Val::Bool((i % 5 != 0).then_some(i % 2 == 0)),
+                Val::Time((i % 3 != 0).then_some(at)),
+                Val::Json((i % 11 != 0).then(|| json!({"s": s, "i": i}).to_string())),
+            ]
+        })
+        .collect();
+    for db in databases().await {
+        let store = closebot_sync::store::Store::connect(&db.url, 2)
+            .await
+            .unwrap();
+        let (time, json) = match store.backend() {
+            Backend::Sqlite => ("TIMESTAMP", "TEXT"),
+            Backend::Postgres => ("timestamptz", "jsonb"),
+        };
+        let mut c = store.acquire().await.unwrap();
+        let mut conn = c.conn();
+        conn.execute(
+            &format!("CREATE TABLE bulk (k TEXT PRIMARY KEY, s TEXT, n BIGINT, b BOOLEAN, at {time}, j {json})"),
+            vec![],
+        )
+        .await
+        .unwrap();
+        let b = conn.backend();
+        let written = conn
+            .send(b.insert(
+                "bulk",
+                &["k", "s", "n", "b", "at", "j"],
+                rows.clone(),
+                "",
+                "testing",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(written, 1500, "{}", b.name());
+        drop(c);
+        let got =
+            crate::common::dump(&store, "SELECT k, s, n, b, at, j FROM bulk ORDER BY k").await;
+        assert_eq!(got.len(), rows.len());
+        for (row, want) in got.iter().zip(&rows) {
+            let expect = |v: &Val| match v {
+                Val::Text(s) => s.clone().map_or(Value::Null, Value::String),
+                Val::Int(n) => n.map_or(Value::Null, Value::from),
+                Val::Bool(x) => x.map_or(Value::Null, |x| Value::from(i64::from(x))),
+                Val::Time(t) => t.map_or(Value::Null, |t| {
+                    Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                }),
+                Val::Json(j) => j
+                    .as_deref()
+                    .map_or(Value::Null, |j| serde_json::from_str(j).unwrap()),
+                Val::Decimal(_) => unreachable!(),
+            };
+            let want: Vec<Value> = want.iter().map(expect).collect();
+            let have: Vec<Value> = ["k", "s", "n", "b", "at", "j"]
+                .iter()
+                .map(|c| row[*c].clone())
+                .collect();
+            assert_eq!(have, want, "{}", b.name());
+        }
+    }
+}

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use closebot_sim::{Faults, MutationPlan, SimServer, Simulator};
 use serde_json::Value;
-
-use crate::simulator::{Faults, MutationPlan, SimServer, Simulator};
 
 /// The default of `api.concurrency`, which the targets are stated for.
 const CONCURRENCY: usize = 4;

@@ -114,6 +114,7 @@ pub enum Command {
     /// (exit 0 when all passed, 1 when one failed, 2 for invalid settings).
     Check,
     /// Try it without a key: sync a simulated agency into a new SQLite file, change it, sync again.
+    #[cfg(feature = "simulator")]
     Demo {
         /// The SQLite file to create (replaced if it exists).
         #[arg(long, default_value = "closebot-demo.db", value_name = "PATH")]
@@ -126,6 +127,7 @@ pub enum Command {
         seed: u64,
     },
     /// Serve the bundled CloseBot simulator (for trying `sync` and `run` against it).
+    #[cfg(feature = "simulator")]
     Simulate {
         /// Address to listen on (loopback: the client refuses plain http elsewhere).
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -143,6 +145,7 @@ pub enum Command {
     /// Measure: sync the bundled simulator at each size into SQLite (and PostgreSQL with
     /// --postgres), each run in a child process; print a Markdown table and the targets
     /// (exit 0 when all are met, 1 when one is missed).
+    #[cfg(feature = "simulator")]
     Bench {
         /// Listing sizes, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
@@ -262,16 +265,18 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             println!("health: {}", health.describe());
             Ok(exit::OK)
         }
+        #[cfg(feature = "simulator")]
         Command::Demo { db, sources, seed } => {
             crate::demo::demo(settings, &db, sources, seed).await
         }
+        #[cfg(feature = "simulator")]
         Command::Simulate {
             listen,
             sources,
             seed,
             key,
         } => {
-            let options = crate::simulator::SimOptions {
+            let options = closebot_sim::SimOptions {
                 seed,
                 sources,
                 api_key: key,
@@ -279,6 +284,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             };
             crate::demo::simulate(listen, options, shutdown_signal()).await
         }
+        #[cfg(feature = "simulator")]
         Command::Bench {
             sources,
             postgres,

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use closebot_sim::{MutationPlan, SimOptions, SimServer, Simulator};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::closebot::Client;
 use crate::config::Settings;
-use crate::simulator::{MutationPlan, SimOptions, SimServer, Simulator};
 use crate::store::Store;
 use crate::sync::{run_once, RunReport, SyncOptions};
 
@@ -168,6 +168,6 @@ pub async fn simulate(
         "closebot-sync simulate: {sources} sources at http://{listen}/agency/source (key {key:?}); \
          sync it with\n  CLOSEBOT_SYNC_API__BASE_URL=http://{listen} CLOSEBOT_SYNC_API__KEY={key} closebot-sync sync"
     );
-    crate::simulator::serve_until(options, listen, async move { stop.cancelled().await }).await?;
+    closebot_sim::serve_until(options, listen, async move { stop.cancelled().await }).await?;
     Ok(crate::cli::exit::OK)
 }

@@ -4,19 +4,20 @@
 //! [`config`] → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
 //! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
 
+#[cfg(feature = "simulator")]
 pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod closebot;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "simulator")]
 pub mod demo;
 pub mod health;
 pub mod model;
 pub mod report;
 pub mod schedule;
 pub mod serve;
-pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

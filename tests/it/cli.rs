@@ -3,7 +3,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use closebot_sync::simulator::Faults;
+use closebot_sim::Faults;
 use closebot_sync::store::runs::RunStatus;
 use serde_json::Value;
 use tokio::process::Command;
@@ -44,7 +44,7 @@ async fn sync_status_history_and_export_work_from_the_command_line() {
 
     sim.mutate(
         4,
-        &closebot_sync::simulator::MutationPlan {
+        &closebot_sim::MutationPlan {
             rename: 1,
             ..Default::default()
         },
@@ -153,7 +153,7 @@ async fn kill_9_at_any_moment_leaves_the_last_committed_run_and_the_next_run_com
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         sim.mutate(
             6,
-            &closebot_sync::simulator::MutationPlan {
+            &closebot_sim::MutationPlan {
                 rename: 200,
                 delete: 50,
                 add: 50,

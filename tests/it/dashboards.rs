@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Timelike;
-use closebot_sync::simulator::MutationPlan;
+use closebot_sim::MutationPlan;
 use closebot_sync::store::dashboards;
 use closebot_sync::store::runs::RunStatus;
 use closebot_sync::sync::SyncOptions;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use closebot_sync::simulator::{FaultAction, FaultRule, Faults, MidWalk};
+use closebot_sim::{FaultAction, FaultRule, Faults, MidWalk};
 use closebot_sync::store::runs::RunStatus;
 use closebot_sync::sync::SyncOptions;
 
@@ -133,7 +133,7 @@ async fn fails_and_keeps_the_data(
         let before = snapshot(&m).await;
         sim.mutate(
             1,
-            &closebot_sync::simulator::MutationPlan {
+            &closebot_sim::MutationPlan {
                 rename: 10,
                 delete: 3,
                 add: 3,
@@ -292,7 +292,7 @@ async fn an_unstable_order_marks_nothing_deleted_unless_the_walks_together_saw_e
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         sim.mutate(
             2,
-            &closebot_sync::simulator::MutationPlan {
+            &closebot_sim::MutationPlan {
                 rename: 20,
                 ..Default::default()
             },

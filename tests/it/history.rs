@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use closebot_sync::simulator::MutationPlan;
+use closebot_sim::MutationPlan;
 use closebot_sync::store::runs::RunStatus;
 use serde_json::Value;
 

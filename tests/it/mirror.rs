@@ -213,7 +213,7 @@ async fn no_credential_is_stored_in_any_table_of_either_backend() {
         assert_eq!(m.sync().await.status, RunStatus::Succeeded);
         sim.mutate(
             1,
-            &closebot_sync::simulator::MutationPlan {
+            &closebot_sim::MutationPlan {
                 rotate_token: 20,
                 ..Default::default()
             },

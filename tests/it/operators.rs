@@ -7,7 +7,7 @@ mod reading;
 
 use std::time::Duration;
 
-use closebot_sync::simulator::Faults;
+use closebot_sim::Faults;
 
 use crate::cli::{binary, run};
 use crate::common::{settings, sim_options, simulator, sqlite, Db, Mirror, KEY};

@@ -2,7 +2,7 @@
 //! and applied in whatever order they arrive, with writes batched across pages, against
 //! one page at a time; and a dry run predicts a real run without writing anything.
 
-use closebot_sync::simulator::{Faults, MutationPlan};
+use closebot_sim::{Faults, MutationPlan};
 use closebot_sync::store::runs::RunStatus;
 use closebot_sync::sync::SyncOptions;
 use serde_json::{Map, Value};

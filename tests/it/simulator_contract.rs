@@ -8,7 +8,7 @@ mod mutations;
 mod openapi;
 mod records;
 
-use closebot_sync::simulator::{SchemaVersion, SimOptions, SimServer, Simulator};
+use closebot_sim::{SchemaVersion, SimOptions, SimServer, Simulator};
 use serde_json::Value;
 
 pub const KEY: &str = "sim-key";

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use closebot_sync::simulator::{FaultAction, FaultRule, Faults, MidWalk, MutationPlan};
+use closebot_sim::{FaultAction, FaultRule, Faults, MidWalk, MutationPlan};
 use closebot_sync::store::runs::RunStatus;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -6,10 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use closebot_sim::{FaultAction, FaultRule, Faults, RequestRecord, SimServer, Simulator};
 use closebot_sync::closebot::client::MAX_REDIRECTS;
-use closebot_sync::simulator::{
-    FaultAction, FaultRule, Faults, RequestRecord, SimServer, Simulator,
-};
 use closebot_sync::store::runs::RunStatus;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

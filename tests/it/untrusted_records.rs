@@ -1,7 +1,7 @@
 //! Records the API may send that no column can hold as they are, on both backends: each is
 //! stored by a documented rule or quarantined, and never stops the mirror of the others.
 
-use closebot_sync::simulator::SimOptions;
+use closebot_sim::SimOptions;
 use closebot_sync::store::runs::RunStatus;
 use closebot_sync::sync::SyncOptions;
 use serde_json::{json, Value};

@@ -9,9 +9,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
+use closebot_sim::{SimOptions, SimServer, Simulator};
 use closebot_sync::closebot::Client;
 use closebot_sync::config::Settings;
-use closebot_sync::simulator::{SimOptions, SimServer, Simulator};
 use closebot_sync::store::Store;
 use closebot_sync::sync::{run_once, RunReport, SyncOptions};
 use serde_json::{Map, Value};
@@ -147,8 +147,8 @@ pub async fn simulator(opts: SimOptions) -> (Simulator, SimServer) {
 
 /// Faults under which every request for `page` hangs for two minutes (a run waits there,
 /// with the pages before it applied, until it is stopped).
-pub fn page_hangs(page: u32) -> closebot_sync::simulator::Faults {
-    use closebot_sync::simulator::{FaultAction, FaultRule, Faults};
+pub fn page_hangs(page: u32) -> closebot_sim::Faults {
+    use closebot_sim::{FaultAction, FaultRule, Faults};
     Faults {
         rules: vec![FaultRule {
             page: Some(page),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use closebot_sync::simulator::Faults;
+use closebot_sim::Faults;
 
 use super::{eventually, free_port, Daemon};
 use crate::common::{databases, sim_options, simulator};

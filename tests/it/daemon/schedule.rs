@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use closebot_sim::Faults;
 use closebot_sync::daemon;
 use closebot_sync::schedule::{
     run_loop, Cron, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped,
     TickSource, MAX_FRUITLESS_REBUILDS,
 };
-use closebot_sync::simulator::Faults;
 use closebot_sync::store::runs;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc::UnboundedSender;

@@ -4,7 +4,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use closebot_sync::simulator::{FaultAction, FaultRule, Faults, MutationPlan};
+use closebot_sim::{FaultAction, FaultRule, Faults, MutationPlan};
 
 use super::{assert_no_overlap, eventually, open, Daemon};
 use crate::common::{databases, settings, sim_options, simulator, snapshot, sqlite, Mirror};

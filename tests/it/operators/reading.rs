@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use closebot_sync::simulator::MutationPlan;
+use closebot_sim::MutationPlan;
 use closebot_sync::store::Store;
 use closebot_sync::sync::SyncOptions;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! and the listing-level faults (unstable order, shrink, mid-walk) shift pages.
 
 use super::{get, start};
-use closebot_sync::simulator::{FaultAction, FaultRule, Faults, MidWalk};
+use closebot_sim::{FaultAction, FaultRule, Faults, MidWalk};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! its two kinds of 401, parameter errors, and the token-refresh side effect.
 
 use super::{get, ids_of, send, start, KEY};
-use closebot_sync::simulator::{SimOptions, Simulator};
+use closebot_sim::{SimOptions, Simulator};
 use serde_json::Value;
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! listing and the server serves the result.
 
 use super::{get, ids_of, options, start};
-use closebot_sync::simulator::{MutationPlan, MutationReport, Simulator};
+use closebot_sim::{MutationPlan, MutationReport, Simulator};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 

@@ -2,7 +2,7 @@
 //! validator for the subset of OpenAPI 3.0 that document uses.
 
 use super::{get, options, start};
-use closebot_sync::simulator::{SchemaVersion, Simulator};
+use closebot_sim::{SchemaVersion, Simulator};
 use serde_json::{json, Value};
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 
 use super::openapi::{is_date_time, Spec};
 use super::{ids_of, options};
-use closebot_sync::simulator::{SchemaVersion, SimOptions, Simulator};
+use closebot_sim::{SchemaVersion, SimOptions, Simulator};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,5 +1,6 @@
 //! A faithful fake of CloseBot's `GET /agency/source` for tests, the benchmark and the
 //! demo: deterministic records in schema versions A, B and C, fault injection, mutations.
+//! A crate of its own so the daemon can be built without it; it imports nothing from it.
 //!
 //! Records are generated on demand from (seed, slot); only a sorted id index and explicit
 //! overrides live in memory, so 100,000 sources stay in a few megabytes.
@@ -360,7 +361,7 @@ impl Simulator {
     }
 }
 
-/// For the `simulate` subcommand: serve until `shutdown` resolves.
+/// For closebot-sync's `simulate` subcommand: serve until `shutdown` resolves.
 pub async fn serve_until(
     opts: SimOptions,
     addr: SocketAddr,

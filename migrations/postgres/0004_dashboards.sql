@@ -18,7 +18,9 @@ CREATE TABLE source_bot_history (
     opened_run_id         BIGINT NOT NULL,
     closed_run_id         BIGINT
 );
-CREATE INDEX source_bot_history_source ON source_bot_history (source_id, valid_to);
+-- A bot's open row is looked up by source and bot (id, or position for an id-less bot):
+-- by source alone, a source with thousands of bots compared each with all the others.
+CREATE INDEX source_bot_history_source ON source_bot_history (source_id, bot_id, bot_position, valid_to);
 CREATE INDEX source_bot_history_bot ON source_bot_history (bot_id, valid_from);
 CREATE INDEX source_bot_history_opened ON source_bot_history (opened_run_id);
 CREATE INDEX source_bot_history_closed ON source_bot_history (closed_run_id);
@@ -157,3 +159,6 @@ WHERE s.deleted_at IS NULL
   AND w.day_of_week_iso IS NOT NULL AND w.start_seconds_utc IS NOT NULL AND w.duration_seconds IS NOT NULL
   AND ((n.second_of_week - ((w.day_of_week_iso - 1) * 86400 + w.start_seconds_utc)) % 604800 + 604800) % 604800
       < w.duration_seconds;
+
+-- The current bots of a source, by id (see source_bot_history_source).
+CREATE INDEX source_bots_source_bot ON source_bots (source_id, bot_id);

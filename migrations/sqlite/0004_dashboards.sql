@@ -105,6 +105,7 @@ INSERT INTO source_bots_new SELECT source_id, position, bot_id, bot_name, person
 DROP TABLE source_bots;
 ALTER TABLE source_bots_new RENAME TO source_bots;
 CREATE INDEX source_bots_bot ON source_bots (bot_id);
+CREATE INDEX source_bots_source_bot ON source_bots (source_id, bot_id);
 
 CREATE TABLE source_bot_tags_new (
     source_id    TEXT NOT NULL,
@@ -209,7 +210,9 @@ CREATE TABLE source_bot_history (
     opened_run_id         INTEGER NOT NULL,
     closed_run_id         INTEGER
 );
-CREATE INDEX source_bot_history_source ON source_bot_history (source_id, valid_to);
+-- A bot's open row is looked up by source and bot (id, or position for an id-less bot):
+-- by source alone, a source with thousands of bots compared each with all the others.
+CREATE INDEX source_bot_history_source ON source_bot_history (source_id, bot_id, bot_position, valid_to);
 CREATE INDEX source_bot_history_bot ON source_bot_history (bot_id, valid_from);
 CREATE INDEX source_bot_history_opened ON source_bot_history (opened_run_id);
 CREATE INDEX source_bot_history_closed ON source_bot_history (closed_run_id);

@@ -22,6 +22,9 @@ pub const HISTORY_TABLES: [&str; 2] = ["source_bot_history", "source_wallet_hist
 /// (`{ids}` is the id list) as rows of `source_id`, state, copied.
 struct Tracked {
     table: &'static str,
+    /// The state columns that tell one row of a source from another (a bot's id, or its
+    /// position when it has none): lookups go by the source and these.
+    key: &'static [&'static str],
     state: &'static [&'static str],
     copied: &'static [&'static str],
     current: fn(Backend) -> String,
@@ -29,6 +32,7 @@ struct Tracked {
 
 const BOTS: Tracked = Tracked {
     table: "source_bot_history",
+    key: &["bot_id", "bot_position"],
     state: &[
         "bot_id",
         "bot_position",
@@ -75,6 +79,7 @@ const WALLET_NUMBERS: [&str; 3] = [
 
 const WALLETS: Tracked = Tracked {
     table: "source_wallet_history",
+    key: &[],
     state: &WALLET_STATE,
     copied: &WALLET_NUMBERS,
     current: wallets_now,
@@ -91,15 +96,26 @@ fn wallets_now(_: Backend) -> String {
 const TRACKED: [Tracked; 2] = [BOTS, WALLETS];
 
 impl Tracked {
-    /// `a` and `b` hold the same source in the same state (NULLs equal). The source is
-    /// what a lookup goes by: on SQLite, the state columns are written `+column`, which
-    /// keeps its planner off their indexes (without statistics it chose `bot_id`'s, and a
-    /// bot shared by thousands of sources made the first sync of 10,000 take 9 s, not 2).
+    /// `a` and `b` hold the same source in the same state (NULLs equal), written so that a
+    /// lookup goes by the source and the key columns, whatever the planner knows:
+    /// - SQLite: `IS` on the key (its indexes serve `IS`), and `+column` for the rest of the
+    ///   state, which keeps the planner off their indexes (without statistics it chose
+    ///   `bot_id`'s alone, and a bot shared by thousands of sources made a first sync of
+    ///   10,000 take 9 s, not 2);
+    /// - PostgreSQL: the key also as `COALESCE(column::text, '') =`, an equality it can
+    ///   hash (`IS NOT DISTINCT FROM` is not), so one source's 40,000 bots are not each
+    ///   compared with all the others.
     fn same(&self, backend: Backend, a: &str, b: &str) -> String {
         let mut text = format!("{a}.source_id = {b}.source_id");
         for c in self.state {
+            let key = self.key.contains(c);
             text.push_str(&match backend {
+                Backend::Sqlite if key => format!(" AND {a}.{c} IS {b}.{c}"),
                 Backend::Sqlite => format!(" AND +{a}.{c} IS +{b}.{c}"),
+                Backend::Postgres if key => format!(
+                    " AND COALESCE({a}.{c}::text, '') = COALESCE({b}.{c}::text, '') \
+                     AND {a}.{c} IS NOT DISTINCT FROM {b}.{c}"
+                ),
                 Backend::Postgres => format!(" AND {a}.{c} IS NOT DISTINCT FROM {b}.{c}"),
             });
         }

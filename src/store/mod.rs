@@ -213,16 +213,14 @@ impl Store {
             };
             Ok(Store::Sqlite { pool, lock_path })
         } else {
-            // A run's statements are planned at every execution: a plan made once early in
-            // a first sync, while the tables were nearly empty, scanned them whole later
-            // on (a first sync of 40,000 sources spent 17 s of 36 in one such statement).
-            // Without JIT: the tables grow within the run's transaction, unanalyzed, so the
-            // planner's costs overshoot and it compiled statements of a few milliseconds
-            // (180 ms each).
+            // Without JIT: the tables grow within a run's transaction, unanalyzed, so the
+            // planner's costs overshoot, and it compiled statements of a few milliseconds
+            // for 180 ms each. (Statements over id lists are planned with their values
+            // every time: see `sql::Backend::keeps_plans_of_id_lists`.)
             let options = PgConnectOptions::from_str(url)
                 .map_err(fail)?
                 .statement_cache_capacity(STATEMENT_CACHE)
-                .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
+                .options([("jit", "off")]);
             Self::connect_postgres(url, options, max_connections).await
         }
     }

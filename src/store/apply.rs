@@ -224,8 +224,6 @@ pub struct Applier {
     at: DateTime<Utc>,
     dry_run: bool,
     outcomes: HashMap<String, Decided>,
-    /// Sources whose open version this run opened (a later change in the run edits it).
-    opened: HashSet<String>,
     /// The state before the run of each existing source the run wrote, so that a duplicate
     /// decided later is compared with it, not with the copy the run wrote first.
     before: HashMap<String, Stored>,
@@ -259,7 +257,6 @@ impl Applier {
             at,
             dry_run,
             outcomes: HashMap::new(),
-            opened: HashSet::new(),
             before: HashMap::new(),
             duplicates: BTreeSet::new(),
             rejected: Vec::new(),
@@ -635,7 +632,6 @@ impl Applier {
         let Some(s) = stored else {
             plan.changes.push(self.change(&id, "created", None));
             self.outcomes.insert(id.clone(), decided(Outcome::Created));
-            self.opened.insert(id.clone());
             if rewritten {
                 plan.replaced.push(id);
             }
@@ -671,7 +667,6 @@ impl Applier {
             if !s.deleted {
                 plan.close.push(id.clone());
             }
-            self.opened.insert(id);
             s.version + 1
         };
         plan.written.push((prep, Book::New { version }));

@@ -122,29 +122,36 @@ impl Tracked {
         text
     }
 
-    /// The statements that open rows for the current state of `fresh`, sources with no
-    /// rows in this table yet (first seen by this run, and written once): nothing to close,
-    /// nothing to compare with.
-    fn open_fresh<'a>(
+    /// The statements that open a row for each current state of `ids`: all of them for
+    /// sources with no rows here yet (first seen by this run, and written once: nothing to
+    /// compare with), else only the states without an open row.
+    fn open<'a>(
         &self,
         b: Backend,
-        fresh: &'a [String],
+        ids: &'a [String],
         at: &Val,
         run: &Val,
+        fresh: bool,
     ) -> Statements<'a> {
         let columns: Vec<&str> = self.state.iter().chain(self.copied).copied().collect();
-        b.for_ids(
-            &format!(
-                "INSERT INTO {} (source_id, {}, valid_from, opened_run_id) SELECT c.source_id, {}, $1, $2 FROM ({}) c",
+        let mut sql = format!(
+            "INSERT INTO {t} (source_id, {}, valid_from, opened_run_id) SELECT c.source_id, {}, $1, $2 FROM ({}) c",
+            columns.join(", "),
+            columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
+            (self.current)(b),
+            t = self.table,
+        );
+        let doing = if fresh {
+            "opening history rows of new sources"
+        } else {
+            sql.push_str(&format!(
+                " WHERE NOT EXISTS (SELECT 1 FROM {} h WHERE h.valid_to IS NULL AND {})",
                 self.table,
-                columns.join(", "),
-                columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
-                (self.current)(b)
-            ),
-            vec![at.clone(), run.clone()],
-            fresh,
-            "opening history rows of new sources",
-        )
+                self.same(b, "h", "c")
+            ));
+            "opening history rows of changed sources"
+        };
+        b.for_ids(&sql, vec![at.clone(), run.clone()], ids, doing)
     }
 
     /// The statements that bring the open rows of `ids` to the sources' current rows.
@@ -187,19 +194,7 @@ impl Tracked {
             ids,
             "reopening history rows this run closed",
         );
-        let columns: Vec<&str> = self.state.iter().chain(self.copied).copied().collect();
-        let open = b.for_ids(
-            &format!(
-                "INSERT INTO {t} (source_id, {}, valid_from, opened_run_id) SELECT c.source_id, {}, $1, $2 \
-                 FROM ({current}) c WHERE NOT EXISTS (SELECT 1 FROM {t} h WHERE h.valid_to IS NULL AND {})",
-                columns.join(", "),
-                columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
-                self.same(b, "h", "c")
-            ),
-            vec![at.clone(), run.clone()],
-            ids,
-            "opening history rows of changed sources",
-        );
+        let open = self.open(b, ids, at, run, false);
         Box::new(drop_own.chain(close).chain(reopen).chain(open))
     }
 }
@@ -219,7 +214,7 @@ pub fn after_write<'a>(
     for t in &TRACKED {
         all = Box::new(
             all.chain(t.after_write(b, known, at, run))
-                .chain(t.open_fresh(b, fresh, at, run)),
+                .chain(t.open(b, fresh, at, run, true)),
         );
     }
     all

@@ -33,9 +33,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The process's exit code for invalid settings, whatever command meets them.
-    pub fn exit_code(&self) -> u8 {
-        crate::cli::exit::SETTINGS
+    /// Invalid settings, whatever command meets them.
+    pub fn failure(&self) -> crate::failure::Failure {
+        crate::failure::Failure::Settings
     }
 }
 
@@ -872,7 +872,7 @@ mod tests {
             ("CLOSEBOT_SYNC_APII__KEY", "there is no section [apii]"),
         ] {
             let e = load("", &[(var, "5")]).unwrap_err();
-            assert_eq!(e.exit_code(), 2);
+            assert_eq!(e.failure(), crate::failure::Failure::Settings);
             let e = e.to_string();
             assert!(e.contains(var) && e.contains(says), "{e}");
             assert!(e.contains("CLOSEBOT_SYNC_<SECTION>__<KEY>"), "{e}");

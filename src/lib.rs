@@ -1,23 +1,26 @@
 //! closebot-sync mirrors the CloseBot sources listing into SQLite or PostgreSQL.
 //!
-//! The data flows one way, and the modules read in that order:
-//! [`config`] → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
-//! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
+//! The pipeline in the middle; the data flows one way, and its modules read in that order:
+//! [`config`] (settings) → [`closebot`] (wire types, client, page walk) → [`model`] (rows,
+//! records, diffs) → [`store`] (migrations, apply) → [`sync`] (one run).
+//!
+//! Around it, two front ends that use it and that it never uses: [`cli`] (the commands, and
+//! the one place where an outcome becomes an exit code) and [`service`] (`run`: schedule,
+//! daemon, HTTP listener, health, metrics). Below everything, [`text`] and [`failure`]: the
+//! words and the kinds of failure every layer's messages share.
 
-#[cfg(feature = "simulator")]
-pub mod bench;
-pub mod check;
-pub mod cli;
-pub mod closebot;
+pub mod failure;
+pub mod text;
+
 pub mod config;
-pub mod daemon;
-#[cfg(feature = "simulator")]
-pub mod demo;
-pub mod health;
+
+pub mod closebot;
+
 pub mod model;
-pub mod report;
-pub mod schedule;
-pub mod serve;
+
 pub mod store;
+
 pub mod sync;
-pub mod telemetry;
+
+pub mod cli;
+pub mod service;

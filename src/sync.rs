@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::closebot::printable;
 use crate::closebot::{walk, ApiError, Client, PageSink, RawSource};
 use crate::config::Settings;
+use crate::failure::Failure;
 use crate::model::{prepare, Prepared, Rejected};
 use crate::store::apply::{Applier, Preview, PREVIEW_MAX};
 use crate::store::runs::{self, RunCounts, RunStatus};
@@ -37,12 +38,12 @@ impl SyncError {
         }
     }
 
-    /// The process's exit code when this ends `sync` (see `crate::cli::exit_code`).
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is when it ends a command.
+    pub fn failure(&self) -> Failure {
         match self {
-            SyncError::Cancelled => crate::cli::exit::ABORTED,
-            SyncError::Store(e) => e.exit_code(),
-            _ => crate::cli::exit::FAILED,
+            SyncError::Cancelled => Failure::Aborted,
+            SyncError::Store(e) => e.failure(),
+            SyncError::Api(_) => Failure::Failed,
         }
     }
 }
@@ -88,7 +89,7 @@ impl RunReport {
             Some(id) => format!("run {id} {}", self.status.as_str()),
             None => "dry run (nothing written)".to_string(),
         };
-        use crate::report::count;
+        use crate::text::count;
         // A run that did not commit applied nothing: say what it saw, not what it would have kept.
         let applied = match self.status {
             RunStatus::Failed | RunStatus::Aborted if self.run_id.is_some() => {
@@ -176,21 +177,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// Every cause of an error, joined, so one log line or one table cell tells the whole story.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 struct Sink<'a> {
@@ -391,7 +377,7 @@ pub async fn run_once(
     let (status, notes, error) = match outcome {
         Ok((status, notes)) => (status, notes, None),
         Err(e) => {
-            let text = chain(&e);
+            let text = crate::text::chain(&e);
             // What the run saw stays (pages, requests, the sources it compared); what it
             // applied went with the rollback, so those counts are 0.
             let compared = counts.created + counts.updated + counts.unchanged + counts.restored;
@@ -422,7 +408,6 @@ pub async fn run_once(
         duration: started.elapsed(),
     };
     lock.release().await;
-    crate::telemetry::record_run(&report);
     // The caller shows the outcome once: `sync` on stdout, the daemon in its log.
     Ok(report)
 }

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Postgres, Sqlite};
 
+use crate::failure::Failure;
 use lock::lock_file;
 pub use lock::WriterLock;
 pub use redact::redact_url;
@@ -78,12 +79,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The process's exit code when this ends a command: 4 when another instance holds
-    /// the writer lock, else 1.
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is when it ends a command: busy when another instance
+    /// holds the writer lock.
+    pub fn failure(&self) -> Failure {
         match self {
-            StoreError::Busy(_) => crate::cli::exit::BUSY,
-            _ => crate::cli::exit::FAILED,
+            StoreError::Busy(_) => Failure::Busy,
+            _ => Failure::Failed,
         }
     }
 }

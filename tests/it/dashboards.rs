@@ -511,10 +511,12 @@ async fn sync_health_tells_partial_runs_from_full_successes() {
             s(h, "last_partial_notes").contains("max_delete_fraction"),
             "{backend}: {h:?}"
         );
-        let health =
-            closebot_sync::health::Health::read(&m.store, std::time::Duration::from_secs(3600))
-                .await
-                .unwrap();
+        let health = closebot_sync::service::health::Health::read(
+            &m.store,
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
         assert!(health.is_healthy(), "{backend}");
         let text = health.describe();
         assert!(

@@ -438,7 +438,7 @@ async fn a_database_that_refuses_writes_fails_the_run_with_a_clear_error() {
         )
         .await
         .unwrap_err();
-        let text = closebot_sync::sync::chain(&err);
+        let text = closebot_sync::text::chain(&err);
         assert!(
             text.contains("database error while") && text.contains("read"),
             "{}: {text}",

@@ -239,7 +239,7 @@ async fn export_as_of_a_time_between_two_runs_gives_the_earlier_listing() {
         // Before the first run the mirror knows nothing: an error, not an empty listing.
         let mut out = Vec::new();
         let before_any =
-            closebot_sync::report::export(&m.store, between - chrono::Duration::days(1), &mut out)
+            closebot_sync::cli::export(&m.store, between - chrono::Duration::days(1), &mut out)
                 .await
                 .unwrap_err()
                 .to_string();

@@ -233,7 +233,7 @@ async fn a_malformed_record_is_quarantined_while_the_others_apply_and_is_taken_o
             .await
             .unwrap();
         drop(c);
-        let shown = closebot_sync::report::rejects_text(&rows, total);
+        let shown = closebot_sync::cli::rejects_text(&rows, total);
         assert!(
             shown.starts_with("quarantined: 3 sources") && shown.contains("and 1 more"),
             "{shown}"

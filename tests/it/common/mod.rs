@@ -232,7 +232,7 @@ impl Mirror {
 /// What `export` writes for the listing as of `at` (default now), parsed.
 pub async fn export(m: &Mirror, at: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     let mut out = Vec::new();
-    closebot_sync::report::export(&m.store, at.unwrap_or_else(chrono::Utc::now), &mut out)
+    closebot_sync::cli::export(&m.store, at.unwrap_or_else(chrono::Utc::now), &mut out)
         .await
         .unwrap();
     serde_json::from_slice(&out).expect("export writes JSON")

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use closebot_sim::Faults;
-use closebot_sync::daemon;
-use closebot_sync::schedule::{
+use closebot_sync::service::daemon;
+use closebot_sync::service::schedule::{
     run_loop, Cron, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped,
     TickSource, MAX_FRUITLESS_REBUILDS,
 };

@@ -158,7 +158,7 @@ async fn exports_taken_while_a_run_renames_every_source_see_it_wholly_or_not_at_
                 let mut seen = Vec::new();
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     let mut out = Vec::new();
-                    closebot_sync::report::export(&reader, chrono::Utc::now(), &mut out)
+                    closebot_sync::cli::export(&reader, chrono::Utc::now(), &mut out)
                         .await
                         .unwrap();
                     let listing: Value = serde_json::from_slice(&out).unwrap();

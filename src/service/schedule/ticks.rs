@@ -177,7 +177,7 @@ impl TickWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::MIN_TICK_GRACE;
+    use crate::service::schedule::MIN_TICK_GRACE;
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {

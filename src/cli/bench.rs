@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use super::exit::{CommandError, Ended};
 use closebot_sim::{Faults, MutationPlan, SimServer, Simulator};
 use serde_json::Value;
 
@@ -76,7 +78,7 @@ impl Db {
 
     async fn drop_all(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(path) => Ok(crate::demo::remove_database(path)?),
+            Db::Sqlite(path) => Ok(super::demo::remove_database(path)?),
             Db::Postgres { admin, schema } => {
                 admin_execute(admin, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
             }
@@ -315,9 +317,9 @@ async fn measure_large_source(
     Ok(vec![dry, changed])
 }
 
-/// Runs the benchmark; prints the table and the targets to stdout. Exit code 0 when
-/// every target that the measured sizes cover is met, 1 otherwise.
-pub async fn bench(options: &BenchOptions) -> anyhow::Result<u8> {
+/// Runs the benchmark; prints the table and the targets to stdout. A missed target (of
+/// those the measured sizes cover) is a reported failure (exit 1).
+pub(super) async fn bench(options: &BenchOptions) -> Result<Ended, CommandError> {
     let exe = std::env::current_exe().context("finding the closebot-sync binary")?;
     let own_dir = options.dir.is_none();
     let dir = match &options.dir {
@@ -333,7 +335,11 @@ pub async fn bench(options: &BenchOptions) -> anyhow::Result<u8> {
     print!("{}", table(&rows));
     let (lines, all_met) = targets(&rows, options.latency);
     println!("\n{lines}");
-    Ok(if all_met { 0 } else { 1 })
+    Ok(if all_met {
+        Ended::Done
+    } else {
+        Ended::Reported(crate::failure::Failure::Failed)
+    })
 }
 
 async fn measure_all(
@@ -378,7 +384,7 @@ async fn serve(
     exe: &Path,
     dir: &Path,
 ) -> anyhow::Result<(Simulator, SimServer, Runner)> {
-    let (sim, server, key) = crate::demo::local_simulator(seed, sources).await?;
+    let (sim, server, key) = super::demo::local_simulator(seed, sources).await?;
     let runner = Runner {
         exe: exe.to_path_buf(),
         workdir: dir.to_path_buf(),

@@ -8,17 +8,19 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::closebot::{ApiError, Client};
-use crate::config::{ConfigError, Settings};
-use crate::health::Health;
-use crate::schedule::{
+use super::health::Health;
+use super::schedule::{
     run_loop, Cron, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped,
     TickSource,
 };
-use crate::serve::ServeError;
+use super::serve::{self, ServeError};
+use crate::closebot::{ApiError, Client};
+use crate::config::{ConfigError, Settings};
+use crate::failure::Failure;
 use crate::store::runs::{self, RunStatus};
 use crate::store::{Store, StoreError};
-use crate::sync::{chain, run_once, RunReport, SyncError, SyncOptions};
+use crate::sync::{run_once, RunReport, SyncError, SyncOptions};
+use crate::text::chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -35,14 +37,14 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// The process's exit code when this stops `run`: 2 for invalid settings (systemd's
-    /// `RestartPreventExitStatus=2` then keeps it from restarting in vain).
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is when it stops `run`: invalid settings stay so (their
+    /// exit code, 2, is the one systemd's `RestartPreventExitStatus=2` does not restart).
+    pub fn failure(&self) -> Failure {
         match self {
-            DaemonError::Settings(e) => e.exit_code(),
-            DaemonError::Store(e) => e.exit_code(),
-            DaemonError::Schedule(e) => e.exit_code(),
-            DaemonError::Api(_) | DaemonError::Serve(_) => crate::cli::exit::FAILED,
+            DaemonError::Settings(e) => e.failure(),
+            DaemonError::Store(e) => e.failure(),
+            DaemonError::Schedule(e) => e.failure(),
+            DaemonError::Api(_) | DaemonError::Serve(_) => Failure::Failed,
         }
     }
 }
@@ -94,6 +96,7 @@ fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
             let at = chrono::Utc::now();
             match run_once(&settings, &store, &client, &options, &cancel).await {
                 Ok(report) => {
+                    super::metrics::record_run(&report);
                     log_outcome(&report);
                     notify(&[NotifyState::Status(&report.summary())]);
                     JobOutcome::Ran
@@ -175,7 +178,7 @@ pub async fn serve(
         let applied = store.migrate_locked().await?;
         tracing::info!(
             "migrated the database: {} applied",
-            crate::report::count(applied as u64, "migration", "migrations")
+            crate::text::count(applied as u64, "migration", "migrations")
         );
     }
     mark_abandoned_at_start(&store).await?;
@@ -184,17 +187,12 @@ pub async fn serve(
     let http_stop = CancellationToken::new();
     let http = match settings.metrics_listen {
         Some(addr) => {
-            let handle = crate::serve::metrics_handle()?;
+            let handle = serve::metrics_handle()?;
             if let Some(at) = health.last_success {
-                metrics::gauge!("closebot_sync_last_success_timestamp_seconds")
-                    .set(at.timestamp_millis() as f64 / 1000.0);
+                super::metrics::last_success(at.timestamp_millis() as f64 / 1000.0);
             }
-            let router = crate::serve::router(handle, store.clone(), settings.health_max_age);
-            Some(
-                crate::serve::start(addr, router, http_stop.clone())
-                    .await?
-                    .1,
-            )
+            let router = serve::router(handle, store.clone(), settings.health_max_age);
+            Some(serve::start(addr, router, http_stop.clone()).await?.1)
         }
         None => None,
     };
@@ -225,7 +223,7 @@ pub async fn serve(
         run_on_start: settings.schedule.run_on_start,
         shutdown_timeout: settings.schedule.shutdown_timeout - reserve,
         check_every,
-        min_grace: crate::schedule::MIN_TICK_GRACE,
+        min_grace: super::schedule::MIN_TICK_GRACE,
         alive: watchdog
             .map(|_| -> Box<dyn Fn() + Send> { Box::new(|| notify(&[NotifyState::Watchdog])) }),
     };
@@ -244,22 +242,17 @@ pub async fn serve(
     Ok(stopped)
 }
 
-/// `closebot-sync run`: the daemon with the real scheduler; 0 after a clean stop, 1 when the
-/// run in flight had to be dropped at the timeout.
-pub async fn run_command(
+/// The daemon with the real scheduler, until `shutdown`; how it stopped.
+pub async fn run_until(
     settings: &Settings,
     shutdown: CancellationToken,
-) -> Result<u8, DaemonError> {
+) -> Result<Stopped, DaemonError> {
     let stats = Arc::new(Stats::default());
-    let stopped = serve(
+    serve(
         settings.clone(),
         Box::new(CronTicker::default()),
         stats,
         shutdown,
     )
-    .await?;
-    Ok(match stopped {
-        Stopped::Clean => crate::cli::exit::OK,
-        Stopped::TimedOut => crate::cli::exit::FAILED,
-    })
+    .await
 }

@@ -1,5 +1,5 @@
-//! `demo` and `simulate`: the bundled simulator on loopback, for trying closebot-sync
-//! without a CloseBot key.
+//! `closebot-sync demo`: the bundled simulator on loopback, synced into a new SQLite file,
+//! changed, and synced again, for trying closebot-sync without a CloseBot key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use closebot_sim::{MutationPlan, SimOptions, SimServer, Simulator};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use super::exit::{CommandError, Ended};
 use crate::closebot::Client;
 use crate::config::Settings;
 use crate::store::Store;
@@ -39,7 +40,7 @@ fn pointed_at(
 }
 
 /// Removes a SQLite database and the files beside it (WAL, shared memory, lock file).
-pub(crate) fn remove_database(path: &Path) -> std::io::Result<()> {
+pub(super) fn remove_database(path: &Path) -> std::io::Result<()> {
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
@@ -53,7 +54,7 @@ pub(crate) fn remove_database(path: &Path) -> std::io::Result<()> {
 
 /// A simulated agency of `sources` sources served on a free loopback port, and the API
 /// key it accepts.
-pub(crate) async fn local_simulator(
+pub(super) async fn local_simulator(
     seed: u64,
     sources: usize,
 ) -> std::io::Result<(Simulator, SimServer, String)> {
@@ -70,7 +71,21 @@ pub(crate) async fn local_simulator(
 
 /// Starts the simulator, syncs into `db` (made anew), changes some sources, syncs again,
 /// and prints what changed and how to look at it.
-pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> anyhow::Result<u8> {
+pub(super) async fn demo(
+    settings: &Settings,
+    db: &Path,
+    sources: usize,
+    seed: u64,
+) -> Result<Ended, CommandError> {
+    Ok(two_syncs(settings, db, sources, seed).await?)
+}
+
+async fn two_syncs(
+    settings: &Settings,
+    db: &Path,
+    sources: usize,
+    seed: u64,
+) -> anyhow::Result<Ended> {
     let (sim, server, key) = local_simulator(seed, sources).await?;
     remove_database(db)?;
     let db_url = format!("sqlite://{}", db.display());
@@ -150,24 +165,8 @@ pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> 
     server.shutdown().await;
     let ok = |r: &RunReport| r.status == crate::store::runs::RunStatus::Succeeded;
     Ok(if ok(&first) && ok(&second) {
-        crate::cli::exit::OK
+        Ended::Done
     } else {
-        crate::cli::exit::FAILED
+        Ended::Reported(crate::failure::Failure::Failed)
     })
-}
-
-/// Serves the simulator until SIGINT or SIGTERM.
-pub async fn simulate(
-    listen: SocketAddr,
-    options: SimOptions,
-    stop: CancellationToken,
-) -> anyhow::Result<u8> {
-    let key = options.api_key.clone();
-    let sources = options.sources;
-    eprintln!(
-        "closebot-sync simulate: {sources} sources at http://{listen}/agency/source (key {key:?}); \
-         sync it with\n  CLOSEBOT_SYNC_API__BASE_URL=http://{listen} CLOSEBOT_SYNC_API__KEY={key} closebot-sync sync"
-    );
-    closebot_sim::serve_until(options, listen, async move { stop.cancelled().await }).await?;
-    Ok(crate::cli::exit::OK)
 }

@@ -25,6 +25,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::{self, Skipped};
+use crate::failure::Failure;
+
 pub use ticks::{Cron, CronTicker, TickSource, TickWatch};
 
 /// However short the interval, a tick counts as missing only this long after it was due (the
@@ -53,12 +56,12 @@ pub enum ScheduleError {
 }
 
 impl ScheduleError {
-    /// The process's exit code when this stops `run`: an expression that is invalid or never
-    /// fires is a settings error (2).
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is when it stops `run`: an expression that is invalid or
+    /// never fires is a settings error.
+    pub fn failure(&self) -> Failure {
         match self {
-            ScheduleError::Cron(_) | ScheduleError::Never(_) => crate::cli::exit::SETTINGS,
-            ScheduleError::Scheduler(_) | ScheduleError::CurrentThread => crate::cli::exit::FAILED,
+            ScheduleError::Cron(_) | ScheduleError::Never(_) => Failure::Settings,
+            ScheduleError::Scheduler(_) | ScheduleError::CurrentThread => Failure::Failed,
         }
     }
 }
@@ -166,11 +169,7 @@ pub async fn run_loop(
     {
         return Err(ScheduleError::CurrentThread);
     }
-    // Every series exists from the start, so a graph or an alert sees 0 rather than nothing.
-    for reason in ["overlap", "busy"] {
-        metrics::counter!("closebot_sync_skipped_ticks_total", "reason" => reason).increment(0);
-    }
-    metrics::counter!("closebot_sync_scheduler_rebuilds_total").increment(0);
+    metrics::schedule_started();
     let (tx, mut rx) = mpsc::unbounded_channel();
     source.start(&opts.cron, tx.clone()).await?;
     let mut watch = TickWatch::new(&opts.cron, Utc::now(), opts.min_grace);
@@ -192,7 +191,7 @@ pub async fn run_loop(
                 watch.ticked(Utc::now());
                 if running.is_some() {
                     bump(&stats.skipped_overlap);
-                    metrics::counter!("closebot_sync_skipped_ticks_total", "reason" => "overlap").increment(1);
+                    metrics::skipped_tick(Skipped::Overlap);
                     tracing::warn!(tick = %at, "a tick came while the last run is still going: skipped it (runs never overlap)");
                 } else {
                     running = Some(spawn_run(&job, Trigger::Schedule, &shutdown, &stats));
@@ -204,7 +203,7 @@ pub async fn run_loop(
                     Ok(JobOutcome::Ran) => {}
                     Ok(JobOutcome::Busy(why)) => {
                         bump(&stats.skipped_busy);
-                        metrics::counter!("closebot_sync_skipped_ticks_total", "reason" => "busy").increment(1);
+                        metrics::skipped_tick(Skipped::Busy);
                         tracing::info!(lock = %why, "another instance is syncing: skipped this tick");
                     }
                     Ok(JobOutcome::Failed) => bump(&stats.failed),
@@ -223,7 +222,7 @@ pub async fn run_loop(
                         "the scheduler delivered no tick for well over the interval: rebuilding it"
                     );
                     bump(&stats.rebuilds);
-                    metrics::counter!("closebot_sync_scheduler_rebuilds_total").increment(1);
+                    metrics::scheduler_rebuilt();
                     // A wedged scheduler may not even shut down: do not let it wedge the loop
                     // (and with it shutdown and the systemd pings).
                     match tokio::time::timeout(REBUILD_TIMEOUT, source.start(&opts.cron, tx.clone())).await {

@@ -3,10 +3,12 @@
 
 use secrecy::SecretString;
 
+use super::exit::Ended;
 use crate::closebot::Client;
 use crate::config::Settings;
+use crate::failure::Failure;
 use crate::store::{redact_url, Store, StoreError};
-use crate::sync::chain;
+use crate::text::chain;
 
 /// One line of the report.
 fn line(what: &str, ok: bool, text: &str) -> String {
@@ -39,7 +41,7 @@ async fn check_database(settings: &Settings) -> (bool, String) {
             format!(
                 "{shown} ({backend}), {} pending: `run` and `sync` apply them at start, \
                  or run `closebot-sync migrate`",
-                crate::report::count(n as u64, "migration", "migrations")
+                crate::text::count(n as u64, "migration", "migrations")
             ),
         ),
         Err(e) => (false, chain(&e)),
@@ -70,10 +72,9 @@ async fn check_api(settings: &Settings) -> (bool, String) {
     }
 }
 
-/// Runs every check, prints one line each, and returns the exit code: 0 when all passed,
-/// 2 when the API key is missing (other invalid settings exit 2 at load), 1 when a check
-/// failed.
-pub async fn check_command(settings: &Settings) -> u8 {
+/// Runs every check and prints one line each. A missing API key is a settings failure (exit
+/// 2, as other invalid settings are at load).
+pub(super) async fn check_command(settings: &Settings) -> Ended {
     let schedule = format!(
         "schedule \"{}\" (UTC), run_on_start {}, metrics {}",
         settings.schedule.cron,
@@ -90,13 +91,13 @@ pub async fn check_command(settings: &Settings) -> u8 {
     println!("{}", line("api", api_ok, &api));
     if db_ok && api_ok {
         println!("all checks passed: `closebot-sync run` can start");
-        crate::cli::exit::OK
+        Ended::Done
     } else if let Err(e) = settings.api.require_key() {
         // No key is a settings error, as it is for `run` and `sync`.
         println!("a check failed: fix the settings and run `closebot-sync check` again");
-        e.exit_code()
+        Ended::Reported(e.failure())
     } else {
         println!("a check failed: fix it and run `closebot-sync check` again");
-        crate::cli::exit::FAILED
+        Ended::Reported(Failure::Failed)
     }
 }

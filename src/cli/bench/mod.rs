@@ -14,6 +14,10 @@ use serde_json::Value;
 /// The default of `api.concurrency`, which the targets are stated for.
 const CONCURRENCY: usize = 4;
 
+mod table;
+
+use table::{table, targets, Measured, LARGE_SCENARIO};
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -28,20 +32,6 @@ pub struct BenchOptions {
     /// The simulated latency per request of the latency-hiding run.
     pub latency: Duration,
     pub seed: u64,
-}
-
-/// One measured sync.
-#[derive(Debug, Clone)]
-struct Measured {
-    sources: usize,
-    backend: &'static str,
-    scenario: &'static str,
-    seconds: f64,
-    rows: u64,
-    peak_rss: Option<u64>,
-    /// The scenario's floor (`--dry-run` over the same state), for the ratio column.
-    floor: Option<f64>,
-    summary: String,
 }
 
 /// A database to measure on, made anew for one size.
@@ -276,7 +266,6 @@ async fn measure_latency(
 
 /// Bots on the one large source of the large-record scenario.
 const LARGE_BOTS: usize = 40_000;
-const LARGE_SCENARIO: &str = "one of 40,000 bots renamed";
 
 /// A source with 40,000 bots, one of them renamed: the field diff of that one record (and
 /// the rewrite of its rows) is what this run costs beyond its dry run.
@@ -394,134 +383,6 @@ async fn serve(
     Ok((sim, server, runner))
 }
 
-fn mb(bytes: Option<u64>) -> String {
-    bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / 1_048_576.0))
-}
-
-fn table(rows: &[Measured]) -> String {
-    let mut t = String::from(
-        "| sources | database | run | wall time (s) | rows written | rows/s | peak RSS (MB) | × dry run | what it did |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---|\n",
-    );
-    for m in rows {
-        let rate = if m.rows > 1 {
-            format!("{:.0}", m.rows as f64 / m.seconds)
-        } else {
-            "-".into()
-        };
-        let ratio = m
-            .floor
-            .map_or("-".into(), |f| format!("{:.2}", m.seconds / f));
-        t.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
-            m.sources,
-            m.backend,
-            m.scenario,
-            m.seconds,
-            m.rows,
-            rate,
-            mb(m.peak_rss),
-            ratio,
-            m.summary
-        ));
-    }
-    t
-}
-
-/// The issue's targets, checked against what was measured; a target whose size was not
-/// measured is said to be so, not counted as met.
-fn targets(rows: &[Measured], latency: Duration) -> (String, bool) {
-    let mut lines = vec!["Targets (2-core machine, release build):".to_string()];
-    let mut all = true;
-    let mut check = |ok: bool, text: String| {
-        all &= ok;
-        lines.push(format!("- [{}] {text}", if ok { "x" } else { " " }));
-    };
-    let find = |n: usize, backend: &str, scenario: &str| {
-        rows.iter()
-            .find(|m| m.sources == n && m.backend == backend && m.scenario == scenario)
-    };
-    for (backend, floor) in [("SQLite", 200_000.0), ("PostgreSQL", 100_000.0)] {
-        if let Some(m) = find(10_000, backend, "first sync") {
-            let rate = m.rows as f64 / m.seconds;
-            check(
-                rate >= floor,
-                format!("first sync of 10,000 sources into {backend}: {rate:.0} rows/s (at least {floor:.0})"),
-            );
-        }
-    }
-    for m in rows.iter().filter(|m| m.scenario == LARGE_SCENARIO) {
-        let extra = m.seconds - m.floor.unwrap_or(f64::NAN);
-        check(
-            extra < 1.0,
-            format!(
-                "{}, {}: {extra:.2} s beyond its dry run for the field diff and the rewrite of that one source (under 1 s)",
-                m.scenario, m.backend
-            ),
-        );
-    }
-    for m in rows
-        .iter()
-        .filter(|m| m.floor.is_some() && m.scenario != LARGE_SCENARIO)
-    {
-        let limit = if m.scenario == "no-op resync" {
-            1.3
-        } else {
-            1.5
-        };
-        let ratio = m.seconds / m.floor.unwrap_or(f64::NAN);
-        let mut text = format!(
-            "{}, {} sources, {}: {ratio:.2} × the dry run (at most {limit})",
-            m.scenario, m.sources, m.backend
-        );
-        let mut ok = ratio <= limit;
-        if m.scenario == "no-op resync" {
-            text.push_str(&format!(", {} rows written (only the run row)", m.rows));
-            ok &= m.rows == 1;
-        }
-        check(ok, text);
-    }
-    for (n, limit_mb) in [(10_000, 64), (100_000, 160)] {
-        let peak = rows
-            .iter()
-            .filter(|m| m.sources == n && !m.scenario.starts_with("walk"))
-            .filter_map(|m| m.peak_rss)
-            .max();
-        if let Some(peak) = peak {
-            check(
-                peak <= limit_mb * 1_048_576,
-                format!(
-                    "peak RSS at {n} sources: {} MB (at most {limit_mb})",
-                    mb(Some(peak))
-                ),
-            );
-        }
-    }
-    if let Some(m) = rows.iter().find(|m| m.scenario.ends_with("concurrency 4")) {
-        let limit = 1.3 * 100.0 / 4.0 * latency.as_secs_f64();
-        check(
-            m.seconds <= limit,
-            format!(
-                "walk of 100 pages with {} ms latency at concurrency 4: {:.2} s (at most {limit:.3})",
-                latency.as_millis(),
-                m.seconds
-            ),
-        );
-    }
-    for n in [10_000, 100_000] {
-        if !rows
-            .iter()
-            .any(|m| m.sources == n && !m.scenario.starts_with("walk"))
-        {
-            lines.push(format!(
-                "- [ ] {n} sources were not measured (see --sources)"
-            ));
-            all = false;
-        }
-    }
-    (lines.join("\n") + "\n", all)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,37 +402,5 @@ mod tests {
         }
         let p = one_percent(10_000);
         assert!(p.delete > 0 && p.add > 0 && p.rename > 0, "{p:?}");
-    }
-
-    fn row(scenario: &'static str, seconds: f64, rows: u64, floor: Option<f64>) -> Measured {
-        Measured {
-            sources: 10_000,
-            backend: "SQLite",
-            scenario,
-            seconds,
-            rows,
-            peak_rss: Some(50 * 1_048_576),
-            floor,
-            summary: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_missed_target_fails_the_check() {
-        let good = vec![
-            row("first sync", 1.0, 250_000, None),
-            row("no-op resync", 0.6, 1, Some(0.5)),
-        ];
-        let (_, met) = targets(&good, Duration::from_millis(50));
-        assert!(!met, "100,000 sources were not measured");
-        let slow = vec![row("first sync", 2.0, 250_000, None)];
-        let (text, _) = targets(&slow, Duration::from_millis(50));
-        assert!(
-            text.contains("- [ ] first sync of 10,000 sources into SQLite"),
-            "{text}"
-        );
-        let writes = vec![row("no-op resync", 0.5, 7, Some(0.5))];
-        let (text, _) = targets(&writes, Duration::from_millis(50));
-        assert!(text.contains("- [ ] no-op resync"), "{text}");
     }
 }

@@ -10,6 +10,9 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
+use super::answer::{
+    advice_for, describe_transport, parse_retry_after, read_bounded, show_body, shown_url,
+};
 use super::untrusted::printable;
 use super::walk::joined;
 use super::wire::{parse_page, Page, PageError};
@@ -19,8 +22,6 @@ use crate::config::ApiSettings;
 pub const SOURCES_PATH: &str = "agency/source";
 /// First backoff step; doubled per attempt, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
-/// The most of an error body shown to the operator.
-const BODY_SHOWN: usize = 600;
 /// The most of an error body read: enough for any problem document, and the rest of a
 /// huge one is never downloaded.
 const ERROR_BODY_READ: usize = 64 * 1024;
@@ -326,119 +327,4 @@ impl Client {
             origin: self.url.origin().ascii_serialization(),
         }
     }
-}
-
-/// A URL as an error may show it: no user info, query string or fragment (they may hold
-/// tokens), control characters escaped.
-fn shown_url(mut url: url::Url) -> String {
-    url.set_query(None);
-    url.set_fragment(None);
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    let mut text = url.to_string();
-    if text.chars().count() > 200 {
-        text = text.chars().take(200).chain(['…']).collect();
-    }
-    printable(&text).into_owned()
-}
-
-/// A body as read: at most the limit; `complete` is false when there was more.
-struct Bounded {
-    bytes: Vec<u8>,
-    complete: bool,
-}
-
-/// Reads a body chunk by chunk and stops as soon as it holds more than `limit` bytes, so a
-/// huge or endless body costs at most `limit` of memory (the connection is then dropped).
-async fn read_bounded(
-    mut response: reqwest::Response,
-    limit: u64,
-) -> Result<Bounded, reqwest::Error> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let expected = response.content_length().unwrap_or(0);
-    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(limit));
-    while let Some(chunk) = response.chunk().await? {
-        if bytes.len() + chunk.len() > limit {
-            let room = limit - bytes.len();
-            bytes.extend_from_slice(&chunk[..room]);
-            return Ok(Bounded {
-                bytes,
-                complete: false,
-            });
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(Bounded {
-        bytes,
-        complete: true,
-    })
-}
-
-fn advice_for(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::FORBIDDEN => {
-            "The key may lack access to the agency's sources, or an edge proxy refused the \
-             request: check the key's account in CloseBot, and lower api.concurrency if it \
-             happens under load"
-        }
-        StatusCode::NOT_FOUND => {
-            "The listing was not found at this address: check api.base_url \
-             (it should be https://api.closebot.com)"
-        }
-        StatusCode::BAD_REQUEST => {
-            "The API rejected the request's parameters: check api.page_size (1 to 100); \
-             if it persists, the API may have changed and closebot-sync needs an update"
-        }
-        _ => "This is not an error a retry can fix: read the body above",
-    }
-}
-
-/// Never shows reqwest's URL (harmless here, but an error text should not need auditing).
-fn describe_transport(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "the body could not be read"
-    } else {
-        "the request failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind} ({cause})")
-    }
-}
-
-fn show_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "(empty body)".to_string();
-    }
-    let mut shown: String = text.chars().take(BODY_SHOWN).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
-    }
-    printable(&shown).into_owned()
-}
-
-/// `Retry-After` is either a number of seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }

@@ -1,6 +1,8 @@
 //! The CloseBot API: wire types (tolerant of null and missing), the HTTP client, the page walk.
 
+mod answer;
 pub mod client;
+mod source;
 pub mod untrusted;
 pub mod walk;
 pub mod wire;

@@ -1,0 +1,148 @@
+//! The typed view of one source record: every field optional (nulls, and older API
+//! versions without the newer fields), unknown fields left to the raw record. A record that
+//! does not fit is a [`Defect`] naming the field, never showing a credential.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::untrusted::{is_secret_name, printable};
+use super::wire::Defect;
+
+/// A source as the mirror models it. Every field is optional: strings and arrays may be
+/// null, and older API versions lack the newer fields. Unknown fields are ignored here and
+/// kept in the raw record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    pub source_id: Option<String>,
+    pub agency_id: Option<String>,
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub key: Option<String>,
+    pub access_token: Option<String>,
+    pub address: Option<String>,
+    pub connected: Option<bool>,
+    pub auto_shutoff: Option<bool>,
+    pub graceful_goodbye: Option<bool>,
+    pub bots: Option<Vec<Bot>>,
+    pub accounts_with_access: Option<Vec<Option<String>>>,
+    pub is_availability_contact_timezone: Option<bool>,
+    pub respond_windows: Option<Vec<RespondWindow>>,
+    pub do_not_respond_windows: Option<Vec<DoNotRespondWindow>>,
+    pub bot_respond_windows: Option<Vec<BotRespondWindow>>,
+    pub is_bot_respond_windows_quiet_hours: Option<bool>,
+    pub summarize_attachments: Option<bool>,
+    pub respond_to_reactions: Option<bool>,
+    pub mark_conversation_as_unread: Option<bool>,
+    pub webhook_callback: Option<String>,
+    pub script_installed: Option<bool>,
+    pub script_last_seen_at: Option<String>,
+    pub script_last_seen_domain: Option<String>,
+    pub script_last_seen_endpoint: Option<String>,
+    pub script_domain_allow_list: Option<Vec<Option<String>>>,
+    pub wallet: Option<Wallet>,
+    #[serde(rename = "hubSpotOwnerId")]
+    pub hubspot_owner_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bot {
+    pub id: Option<String>,
+    pub bot_name: Option<String>,
+    pub persona_name_override: Option<String>,
+    pub enabled: Option<bool>,
+    pub channels: Option<Vec<Option<String>>>,
+    pub tags: Option<Vec<Tag>>,
+    pub tag_filter_config: Option<TagFilterConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tag {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub approve_deny: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TagFilterConfig {
+    pub operator: Option<String>,
+    pub groups: Option<Vec<TagFilterGroup>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TagFilterGroup {
+    pub operator: Option<String>,
+    pub rules: Option<Vec<TagFilterRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagFilterRule {
+    pub tag_name: Option<String>,
+    pub tag_id: Option<String>,
+    pub condition: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RespondWindow {
+    pub day_of_week_utc: Option<String>,
+    pub start_time_utc: Option<String>,
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DoNotRespondWindow {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotRespondWindow {
+    pub day_of_week_utc: Option<String>,
+    pub start_time_utc: Option<String>,
+    pub duration: Option<String>,
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wallet {
+    pub re_billing: Option<bool>,
+    pub auto_refill: Option<bool>,
+    pub top_up_amount: Option<i64>,
+    pub refill_threshold: Option<i64>,
+    pub stripe_customer_id: Option<String>,
+    pub currency: Option<String>,
+    pub response_unit_cost_override: Option<String>,
+    pub storage_unit_cost_override: Option<String>,
+    pub user_unit_cost_override: Option<String>,
+}
+
+impl Source {
+    /// Reads a raw record; the error names the field path and what was found there.
+    pub fn from_value(value: &Value) -> Result<Source, Defect> {
+        // The plain deserializer first; only a record that fails it is read again with
+        // the path tracking that names the field (which costs a third more on every record).
+        if let Ok(source) = Source::deserialize(value) {
+            return Ok(source);
+        }
+        match serde_path_to_error::deserialize::<_, Source>(value) {
+            Ok(source) => Ok(source),
+            Err(e) => {
+                let field = printable(&e.path().to_string()).into_owned();
+                let last = field.rsplit(['.', '[']).next().unwrap_or_default();
+                let problem = if is_secret_name(last) {
+                    // The value may be the credential itself: never echo it.
+                    "not of the expected type (value not shown: it is a credential)".to_string()
+                } else {
+                    printable(&e.into_inner().to_string()).into_owned()
+                };
+                Err(Defect { field, problem })
+            }
+        }
+    }
+}

@@ -424,9 +424,9 @@ mod tests {
         for (error, code) in [
             (wrapped(DaemonError::Settings(no_key)), exit::SETTINGS),
             (
-                wrapped(DaemonError::Schedule(ScheduleError::Never(
-                    "0 0 0 30 2 *".into(),
-                ))),
+                wrapped(DaemonError::Settings(
+                    crate::config::Cron::parse("0 0 0 30 2 *").unwrap_err(),
+                )),
                 exit::SETTINGS,
             ),
             (wrapped(DaemonError::Store(busy())), exit::BUSY),

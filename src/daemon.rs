@@ -12,8 +12,7 @@ use crate::closebot::{ApiError, Client};
 use crate::config::{ConfigError, Settings};
 use crate::health::Health;
 use crate::schedule::{
-    run_loop, Cron, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped,
-    TickSource,
+    run_loop, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped, TickSource,
 };
 use crate::serve::ServeError;
 use crate::store::runs::{self, RunStatus};
@@ -166,7 +165,7 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> Result<Stopped, DaemonError> {
-    let cron = Cron::parse(&settings.schedule.cron)?;
+    let cron = settings.schedule.cron.clone();
     let key = settings.api.require_key()?.clone();
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
     // Under the writer lock, so a `sync` or a second instance starting now cannot migrate

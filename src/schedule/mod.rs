@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use ticks::{Cron, CronTicker, TickSource, TickWatch};
+pub use crate::config::Cron;
+pub use ticks::{CronTicker, TickSource, TickWatch};
 
 /// However short the interval, a tick counts as missing only this long after it was due (the
 /// daemon's [`LoopOptions::min_grace`]): the crate looks at its jobs every 500 ms and keeps
@@ -39,10 +40,6 @@ const REBUILD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("setting `schedule.cron` is invalid: {0}")]
-    Cron(String),
-    #[error("the cron expression {0:?} names no time in the future: nothing would ever run")]
-    Never(String),
     #[error("the scheduler failed to start: {0}")]
     Scheduler(String),
     #[error(
@@ -53,13 +50,10 @@ pub enum ScheduleError {
 }
 
 impl ScheduleError {
-    /// The process's exit code when this stops `run`: an expression that is invalid or never
-    /// fires is a settings error (2).
+    /// The process's exit code when this stops `run`: a bad expression never gets here (it
+    /// is a settings error at load), so whatever stops the loop is a failure.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            ScheduleError::Cron(_) | ScheduleError::Never(_) => crate::cli::exit::SETTINGS,
-            ScheduleError::Scheduler(_) | ScheduleError::CurrentThread => crate::cli::exit::FAILED,
-        }
+        crate::cli::exit::FAILED
     }
 }
 

@@ -1,5 +1,5 @@
-//! Settings: the types the program uses, each value already parsed and checked. [`load`]
-//! layers the defaults, the file and the environment; [`validate`] turns that into these.
+//! Settings: the types the program uses, each value already parsed and checked. `load`
+//! layers the defaults, the file and the environment; `validate` turns that into these.
 
 mod cron;
 mod env;

@@ -126,8 +126,8 @@ mod tests {
         let busy = || StoreError::Busy("the lock file".into());
         assert_eq!(exit(no_key()), 2);
         assert_eq!(exit(DaemonError::Settings(no_key())), 2);
-        let never = ScheduleError::Never("0 0 0 30 2 *".into());
-        assert_eq!(exit(DaemonError::Schedule(never)), 2);
+        let never = crate::config::Cron::parse("0 0 0 30 2 *").unwrap_err();
+        assert_eq!(exit(DaemonError::Settings(never)), 2);
         assert_eq!(exit(busy()), 4);
         assert_eq!(exit(DaemonError::Store(busy())), 4);
         assert_eq!(exit(SyncError::Store(busy())), 4);

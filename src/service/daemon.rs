@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
 use super::schedule::{
-    run_loop, Cron, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped,
-    TickSource,
+    run_loop, CronTicker, Job, JobOutcome, LoopOptions, ScheduleError, Stats, Stopped, TickSource,
 };
 use super::serve::{self, ServeError};
 use crate::closebot::{ApiError, Client};
@@ -43,8 +42,10 @@ impl DaemonError {
         match self {
             DaemonError::Settings(e) => e.failure(),
             DaemonError::Store(e) => e.failure(),
-            DaemonError::Schedule(e) => e.failure(),
-            DaemonError::Api(_) | DaemonError::Serve(_) => Failure::Failed,
+            // A bad or never-firing cron is a settings error at load, so it never gets here.
+            DaemonError::Api(_) | DaemonError::Schedule(_) | DaemonError::Serve(_) => {
+                Failure::Failed
+            }
         }
     }
 }
@@ -169,7 +170,7 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> Result<Stopped, DaemonError> {
-    let cron = Cron::parse(&settings.schedule.cron)?;
+    let cron = settings.schedule.cron.clone();
     let key = settings.api.require_key()?.clone();
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
     // Under the writer lock, so a `sync` or a second instance starting now cannot migrate

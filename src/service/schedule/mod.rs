@@ -26,9 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::{self, Skipped};
-use crate::failure::Failure;
 
-pub use ticks::{Cron, CronTicker, TickSource, TickWatch};
+pub use crate::config::Cron;
+pub use ticks::{CronTicker, TickSource, TickWatch};
 
 /// However short the interval, a tick counts as missing only this long after it was due (the
 /// daemon's [`LoopOptions::min_grace`]): the crate looks at its jobs every 500 ms and keeps
@@ -42,10 +42,6 @@ const REBUILD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("setting `schedule.cron` is invalid: {0}")]
-    Cron(String),
-    #[error("the cron expression {0:?} names no time in the future: nothing would ever run")]
-    Never(String),
     #[error("the scheduler failed to start: {0}")]
     Scheduler(String),
     #[error(
@@ -53,17 +49,6 @@ pub enum ScheduleError {
          one (main.rs builds a multi-thread runtime; tests use #[tokio::test(flavor = \"multi_thread\")])"
     )]
     CurrentThread,
-}
-
-impl ScheduleError {
-    /// What kind of failure this is when it stops `run`: an expression that is invalid or
-    /// never fires is a settings error.
-    pub fn failure(&self) -> Failure {
-        match self {
-            ScheduleError::Cron(_) | ScheduleError::Never(_) => Failure::Settings,
-            ScheduleError::Scheduler(_) | ScheduleError::CurrentThread => Failure::Failed,
-        }
-    }
 }
 
 /// What started a run; recorded in `sync_runs.trigger`.

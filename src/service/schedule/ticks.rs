@@ -1,5 +1,5 @@
-//! Ticks: the cron expression (UTC), the [`TickSource`] interface with tokio-cron-scheduler
-//! behind it, and the [`TickWatch`] that notices when ticks stop coming.
+//! Ticks: the [`TickSource`] interface with tokio-cron-scheduler behind it, and the
+//! [`TickWatch`] that notices when ticks stop coming.
 
 use std::time::Duration;
 
@@ -9,50 +9,7 @@ use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 use super::{ScheduleError, MAX_FRUITLESS_REBUILDS};
-
-/// A parsed cron expression: six fields, "sec min hour day-of-month month day-of-week", UTC.
-#[derive(Debug, Clone)]
-pub struct Cron {
-    text: String,
-    cron: croner::Cron,
-}
-
-impl Cron {
-    pub fn parse(text: &str) -> Result<Cron, ScheduleError> {
-        let cron = crate::config::parse_cron(text).map_err(ScheduleError::Cron)?;
-        let parsed = Cron {
-            text: text.to_string(),
-            cron,
-        };
-        match parsed.next_after(Utc::now()) {
-            Some(_) => Ok(parsed),
-            None => Err(ScheduleError::Never(text.to_string())),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The first time of the schedule after `t`.
-    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&t, false).ok()
-    }
-
-    /// The longest time between two ticks among the next hundred after `from`.
-    pub fn longest_gap(&self, from: DateTime<Utc>) -> Duration {
-        let mut longest = Duration::ZERO;
-        let mut at = from;
-        for _ in 0..100 {
-            let Some(next) = self.next_after(at) else {
-                break;
-            };
-            longest = longest.max((next - at).to_std().unwrap_or_default());
-            at = next;
-        }
-        longest
-    }
-}
+use crate::config::Cron;
 
 /// Sends the time of each tick of a schedule until stopped. Ticks are signals only: whoever
 /// receives them decides what to run.
@@ -221,29 +178,5 @@ mod tests {
         assert!(!w.healthy());
         w.ticked(at(0, 2, 0));
         assert!(w.healthy());
-    }
-
-    #[test]
-    fn the_documented_examples_parse() {
-        for ok in [
-            "0 */15 * * * *",
-            "0 0 3 * * *",
-            "0 0 */6 * * Mon-Fri",
-            "*/1 * * * * *",
-        ] {
-            assert!(Cron::parse(ok).is_ok(), "{ok}");
-        }
-        let weekdays = Cron::parse("0 0 */6 * * Mon-Fri").unwrap();
-        // Saturday 2025-03-29 18:00 UTC: the next tick is on Monday.
-        let sat = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 3, 29, 18, 0, 0).unwrap();
-        let next = weekdays.next_after(sat).unwrap();
-        assert_eq!(next.to_rfc3339(), "2025-03-31T00:00:00+00:00");
-    }
-
-    #[test]
-    fn an_expression_that_is_not_six_fields_is_refused_with_the_format() {
-        let e = Cron::parse("*/15 * * * *").unwrap_err().to_string();
-        assert!(e.contains("sec min hour"), "{e}");
-        assert!(e.contains("UTC"), "{e}");
     }
 }

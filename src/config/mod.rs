@@ -1,0 +1,148 @@
+//! Settings: the types the program uses, each value already parsed and checked. `load`
+//! layers the defaults, the file and the environment; `validate` turns that into these.
+
+mod cron;
+mod env;
+mod key;
+mod load;
+mod validate;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use cron::Cron;
+
+/// The environment variable prefix; `CLOSEBOT_SYNC_API__KEY` sets `api.key`.
+pub const ENV_PREFIX: &str = "CLOSEBOT_SYNC";
+/// Names the settings file when `--config` is not given.
+pub const CONFIG_ENV: &str = "CLOSEBOT_SYNC_CONFIG";
+/// Read when neither `--config` nor `CLOSEBOT_SYNC_CONFIG` names a file, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "closebot-sync.toml";
+/// The API serves at most this many sources per page.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("setting `{key}` is invalid: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error(
+        "environment variable {variable} names no setting: {problem}. A setting's variable is \
+         CLOSEBOT_SYNC_<SECTION>__<KEY>, two underscores between section and key (e.g. \
+         CLOSEBOT_SYNC_API__PAGE_SIZE sets api.page_size)"
+    )]
+    Variable { variable: String, problem: String },
+}
+
+impl ConfigError {
+    /// Invalid settings, whatever command meets them.
+    pub fn failure(&self) -> crate::failure::Failure {
+        crate::failure::Failure::Settings
+    }
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Validated settings: every value parsed and checked, the API key resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api: ApiSettings,
+    pub database: DatabaseSettings,
+    pub sync: SyncSettings,
+    pub schedule: ScheduleSettings,
+    pub log: LogSettings,
+    pub metrics_listen: Option<SocketAddr>,
+    pub health_max_age: Duration,
+    pub history_retain_days: Option<u32>,
+    /// Warnings found while loading (e.g. a key in a world-readable file), logged once telemetry runs.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub base_url: url::Url,
+    /// `None` only for commands that do not call the API (`migrate`, `status`, ...).
+    pub key: Option<SecretString>,
+    pub page_size: u32,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub max_retry_wait: Duration,
+    pub concurrency: usize,
+    /// The largest page body read; a larger one fails the run while it streams in.
+    pub max_page_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub store_credentials: bool,
+    pub max_walks: u32,
+    pub max_delete_fraction: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// Parsed and known to fire at load, so the daemon never meets a bad expression.
+    pub cron: Cron,
+    pub run_on_start: bool,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl ApiSettings {
+    /// The key, or an error that tells the operator how to provide one.
+    pub fn require_key(&self) -> Result<&SecretString, ConfigError> {
+        self.key.as_ref().ok_or_else(|| {
+            invalid(
+                "api.key",
+                "no API key is set: set CLOSEBOT_SYNC_API__KEY, or `api.key_file` (or \
+                 CLOSEBOT_SYNC_API__KEY_FILE) to a file that holds it; under systemd, \
+                 LoadCredential=api-key:/etc/closebot-sync/api-key with \
+                 key_file = \"${CREDENTIALS_DIRECTORY}/api-key\" (variables in ${...} are expanded)",
+            )
+        })
+    }
+}
+
+impl Settings {
+    /// True when the database URL names PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres")
+    }
+}
+
+/// Loads `toml` as the settings file with `env` as the environment: the tests' way in.
+#[cfg(test)]
+fn load_toml(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, toml).unwrap();
+    Settings::load_from(
+        Some(&file),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}

@@ -231,7 +231,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<u8> {
             let applied = store.migrate_locked().await?;
             println!(
                 "database {} is up to date ({} applied now)",
-                crate::store::redact_url(&settings.database.url),
+                settings.database.url,
                 crate::report::count(applied as u64, "migration", "migrations")
             );
             Ok(exit::OK)
@@ -324,7 +324,7 @@ pub async fn read_store(settings: &Settings) -> anyhow::Result<Store> {
 /// The database for a dry run: it must exist and be migrated (the dry run creates nothing).
 async fn dry_run_store(settings: &Settings) -> anyhow::Result<Store> {
     let url = &settings.database.url;
-    if let Some(path) = crate::store::sqlite_path(url) {
+    if let Some(path) = url.sqlite_file() {
         if !path.exists() {
             anyhow::bail!(
                 "there is no database at {} yet, and a dry run creates nothing: run `closebot-sync migrate` \

@@ -198,7 +198,7 @@ pub struct ApiSettings {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    pub url: String,
+    pub url: crate::db_url::DatabaseUrl,
     pub max_connections: u32,
 }
 
@@ -424,11 +424,6 @@ impl Settings {
         }
         validate(raw, warnings, &env)
     }
-
-    /// True when the database URL names PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        self.database.url.starts_with("postgres")
-    }
 }
 
 #[cfg(unix)]
@@ -517,25 +512,12 @@ fn validate(
         }
         (None, None) => None,
     };
-    let url = raw.database.url.trim().to_string();
-    if !(url.starts_with("sqlite:")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
-        return Err(invalid(
+    let url = raw.database.url.parse().map_err(|e| {
+        invalid(
             "database.url",
-            "must start with sqlite: (e.g. sqlite://closebot-sync.db) or postgres:// \
-             (e.g. postgres://user@localhost/closebot)",
-        ));
-    }
-    if url.contains(":memory:") || url.contains("mode=memory") {
-        return Err(invalid(
-            "database.url",
-            "an in-memory SQLite database is gone when the process exits: every run would start \
-             from nothing and no other command could read it; give a file, e.g. \
-             sqlite://closebot-sync.db",
-        ));
-    }
+            format!("{e} (set it in the settings file or as CLOSEBOT_SYNC_DATABASE__URL)"),
+        )
+    })?;
     if raw.database.max_connections < 2 {
         return Err(invalid(
             "database.max_connections",
@@ -741,7 +723,10 @@ mod tests {
         let from_defaults = load("", &[]).unwrap();
         assert_eq!(format!("{from_example:?}"), format!("{from_defaults:?}"));
         assert_eq!(from_defaults.api.page_size, 100);
-        assert_eq!(from_defaults.database.url, "sqlite://closebot-sync.db");
+        assert_eq!(
+            from_defaults.database.url.as_str(),
+            "sqlite://closebot-sync.db"
+        );
         assert!(!from_defaults.sync.store_credentials);
     }
 
@@ -757,7 +742,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.api.page_size, 25);
-        assert_eq!(s.database.url, "postgres://u@h/db");
+        assert_eq!(s.database.url.as_str(), "postgres://u@h/db");
         // try_parsing is off: a key of digits stays the string it was.
         assert_eq!(s.api.key.as_ref().unwrap().expose_secret(), "00123");
     }
@@ -918,6 +903,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("schedule.cron") && e.contains("never"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_database_url_names_the_setting_its_variable_and_an_example() {
+        for url in [
+            "mysql://x",
+            "sqlite://x.db?cache=sideways",
+            "closebot-sync.db",
+        ] {
+            let e = load("", &[("CLOSEBOT_SYNC_DATABASE__URL", url)])
+                .unwrap_err()
+                .to_string();
+            for says in [
+                "database.url",
+                "CLOSEBOT_SYNC_DATABASE__URL",
+                "sqlite://closebot-sync.db",
+            ] {
+                assert!(e.contains(says), "{url}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::closebot::Client;
 use crate::config::Settings;
+use crate::db_url::DatabaseUrl;
 use crate::store::Store;
 use crate::sync::{run_once, RunReport, SyncOptions};
 
@@ -29,7 +30,7 @@ fn pointed_at(
     settings: &Settings,
     base_url: &str,
     key: &str,
-    db_url: String,
+    db_url: DatabaseUrl,
 ) -> anyhow::Result<Settings> {
     let mut s = settings.clone();
     s.api.base_url = base_url.parse()?;
@@ -73,8 +74,7 @@ pub(crate) async fn local_simulator(
 pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> anyhow::Result<u8> {
     let (sim, server, key) = local_simulator(seed, sources).await?;
     remove_database(db)?;
-    let db_url = format!("sqlite://{}", db.display());
-    let s = pointed_at(settings, &server.base_url(), &key, db_url.clone())?;
+    let s = pointed_at(settings, &server.base_url(), &key, DatabaseUrl::sqlite(db))?;
     println!(
         "closebot-sync demo: a simulated CloseBot agency with {sources} sources at {}",
         server.base_url()
@@ -137,6 +137,7 @@ pub async fn demo(settings: &Settings, db: &Path, sources: usize, seed: u64) -> 
     }
     let example = changed.renamed.first().cloned().unwrap_or_default();
     let db_text = db.display();
+    let db_url = &s.database.url;
     println!(
         "\nlook around (the database is plain SQLite; docs/schema.md explains every table):\n\
          \n  sqlite3 {db_text} \"SELECT category, COUNT(*) FROM current_sources GROUP BY category\"\

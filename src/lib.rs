@@ -1,7 +1,7 @@
 //! closebot-sync mirrors the CloseBot sources listing into SQLite or PostgreSQL.
 //!
 //! The data flows one way, and the modules read in that order:
-//! [`config`] → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
+//! [`config`] (with the [`db_url`] it parses) → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
 //! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
 
 #[cfg(feature = "simulator")]
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod closebot;
 pub mod config;
 pub mod daemon;
+pub mod db_url;
 #[cfg(feature = "simulator")]
 pub mod demo;
 pub mod health;

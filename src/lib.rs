@@ -1,8 +1,9 @@
 //! closebot-sync mirrors the CloseBot sources listing into SQLite or PostgreSQL.
 //!
 //! The data flows one way, and the modules read in that order:
-//! [`config`] (with the [`db_url`] it parses) → [`closebot`] (wire types, client, page walk) → [`model`] (rows, records,
-//! diffs) → [`store`] (migrations, apply) → [`sync`] (one run) → the commands in [`cli`].
+//! [`config`] (with the [`db_url`] it parses) → [`closebot`] (wire types, client, page
+//! walk) → [`model`] (rows, records, diffs) → [`store`] (a file per dialect, migrations,
+//! apply) → [`sync`] (one run) → the commands in [`cli`].
 
 #[cfg(feature = "simulator")]
 pub mod bench;

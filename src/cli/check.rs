@@ -7,7 +7,7 @@ use super::exit::Ended;
 use crate::closebot::Client;
 use crate::config::Settings;
 use crate::failure::Failure;
-use crate::store::{redact_url, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::text::chain;
 
 /// One line of the report.
@@ -18,12 +18,12 @@ fn line(what: &str, ok: bool, text: &str) -> String {
 
 async fn check_database(settings: &Settings) -> (bool, String) {
     let url = &settings.database.url;
-    let shown = redact_url(url);
+    let shown = url.to_string();
     let store = match Store::open_read_only(url).await {
         Ok(store) => store,
         // Before the first run a SQLite file is simply not there yet; a PostgreSQL database
         // must be created by its administrator.
-        Err(StoreError::Missing { .. }) if !settings.is_postgres() => {
+        Err(StoreError::Missing { .. }) if url.sqlite_file().is_some() => {
             return (
                 true,
                 format!("{shown} does not exist yet: `run`, `sync` or `migrate` creates it"),

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::exit::{CommandError, Ended};
 use crate::closebot::Client;
 use crate::config::Settings;
+use crate::db_url::DatabaseUrl;
 use crate::store::Store;
 use crate::sync::{run_once, RunReport, SyncOptions};
 
@@ -30,7 +31,7 @@ fn pointed_at(
     settings: &Settings,
     base_url: &str,
     key: &str,
-    db_url: String,
+    db_url: DatabaseUrl,
 ) -> anyhow::Result<Settings> {
     let mut s = settings.clone();
     s.api.base_url = base_url.parse()?;
@@ -88,8 +89,7 @@ async fn two_syncs(
 ) -> anyhow::Result<Ended> {
     let (sim, server, key) = local_simulator(seed, sources).await?;
     remove_database(db)?;
-    let db_url = format!("sqlite://{}", db.display());
-    let s = pointed_at(settings, &server.base_url(), &key, db_url.clone())?;
+    let s = pointed_at(settings, &server.base_url(), &key, DatabaseUrl::sqlite(db))?;
     println!(
         "closebot-sync demo: a simulated CloseBot agency with {sources} sources at {}",
         server.base_url()
@@ -152,6 +152,7 @@ async fn two_syncs(
     }
     let example = changed.renamed.first().cloned().unwrap_or_default();
     let db_text = db.display();
+    let db_url = &s.database.url;
     println!(
         "\nlook around (the database is plain SQLite; docs/schema.md explains every table):\n\
          \n  sqlite3 {db_text} \"SELECT category, COUNT(*) FROM current_sources GROUP BY category\"\

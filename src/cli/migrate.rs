@@ -8,7 +8,7 @@ pub(super) async fn migrate(settings: &Settings) -> Result<Ended, CommandError> 
     let applied = store.migrate_locked().await?;
     println!(
         "database {} is up to date ({} applied now)",
-        crate::store::redact_url(&settings.database.url),
+        settings.database.url,
         crate::text::count(applied as u64, "migration", "migrations")
     );
     Ok(Ended::Done)

@@ -43,7 +43,7 @@ pub(super) async fn sync(
 /// The database for a dry run: it must exist and be migrated (the dry run creates nothing).
 async fn dry_run_store(settings: &Settings) -> Result<Store, CommandError> {
     let url = &settings.database.url;
-    if let Some(path) = crate::store::sqlite_path(url) {
+    if let Some(path) = url.sqlite_file() {
         if !path.exists() {
             return Err(anyhow::anyhow!(
                 "there is no database at {} yet, and a dry run creates nothing: run `closebot-sync migrate` \

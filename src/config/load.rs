@@ -284,7 +284,7 @@ mod tests {
         let s = load_toml("", &[]).unwrap();
         assert_eq!(s.api.page_size, 100);
         assert_eq!(s.api.timeout, std::time::Duration::from_secs(30));
-        assert_eq!(s.database.url, "sqlite://closebot-sync.db");
+        assert_eq!(s.database.url.as_str(), "sqlite://closebot-sync.db");
         assert!(!s.sync.store_credentials);
         assert_eq!(s.schedule.cron.as_str(), "0 */15 * * * *");
         assert!(s.api.key.is_none() && s.metrics_listen.is_none());
@@ -303,7 +303,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.api.page_size, 25);
-        assert_eq!(s.database.url, "postgres://u@h/db");
+        assert_eq!(s.database.url.as_str(), "postgres://u@h/db");
         // try_parsing is off: a key of digits stays the string it was.
         assert_eq!(s.api.key.as_ref().unwrap().expose_secret(), "00123");
     }

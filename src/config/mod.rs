@@ -82,7 +82,7 @@ pub struct ApiSettings {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    pub url: String,
+    pub url: crate::db_url::DatabaseUrl,
     pub max_connections: u32,
 }
 
@@ -125,13 +125,6 @@ impl ApiSettings {
                  key_file = \"${CREDENTIALS_DIRECTORY}/api-key\" (variables in ${...} are expanded)",
             )
         })
-    }
-}
-
-impl Settings {
-    /// True when the database URL names PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        self.database.url.starts_with("postgres")
     }
 }
 

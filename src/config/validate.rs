@@ -70,25 +70,12 @@ pub(super) fn validate(
         ));
     }
     let key = super::key::resolve(raw.api.key, raw.api.key_file, env)?;
-    let url = raw.database.url.trim().to_string();
-    if !(url.starts_with("sqlite:")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
-        return Err(invalid(
+    let url = raw.database.url.parse().map_err(|e| {
+        invalid(
             "database.url",
-            "must start with sqlite: (e.g. sqlite://closebot-sync.db) or postgres:// \
-             (e.g. postgres://user@localhost/closebot)",
-        ));
-    }
-    if url.contains(":memory:") || url.contains("mode=memory") {
-        return Err(invalid(
-            "database.url",
-            "an in-memory SQLite database is gone when the process exits: every run would start \
-             from nothing and no other command could read it; give a file, e.g. \
-             sqlite://closebot-sync.db",
-        ));
-    }
+            format!("{e} (set it in the settings file or as CLOSEBOT_SYNC_DATABASE__URL)"),
+        )
+    })?;
     if raw.database.max_connections < 2 {
         return Err(invalid(
             "database.max_connections",
@@ -265,6 +252,26 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("database.url") && e.contains("in-memory"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_database_url_names_the_setting_its_variable_and_an_example() {
+        for url in [
+            "mysql://x",
+            "sqlite://x.db?cache=sideways",
+            "closebot-sync.db",
+        ] {
+            let e = load_toml("", &[("CLOSEBOT_SYNC_DATABASE__URL", url)])
+                .unwrap_err()
+                .to_string();
+            for says in [
+                "database.url",
+                "CLOSEBOT_SYNC_DATABASE__URL",
+                "sqlite://closebot-sync.db",
+            ] {
+                assert!(e.contains(says), "{url}: {e}");
+            }
         }
     }
 }

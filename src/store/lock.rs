@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Postgres};
 
-use super::{Doing, Store, StoreError};
+use super::{Doing, Pool, Store, StoreError};
 
 /// Held while a run writes: no two runs sync into one database at the same time.
 /// PostgreSQL: a session advisory lock (its connection is closed, not pooled, on drop, so
@@ -54,8 +54,8 @@ pub(super) fn lock_file(db: &std::path::Path) -> PathBuf {
 impl Store {
     /// Takes the one-writer lock, or says who has it.
     pub async fn lock_writer(&self) -> Result<WriterLock, StoreError> {
-        match self {
-            Store::Sqlite { lock_path, .. } => {
+        match &self.0 {
+            Pool::Sqlite { lock_path, .. } => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .truncate(false)
@@ -77,7 +77,7 @@ impl Store {
                     }),
                 }
             }
-            Store::Postgres { pool } => {
+            Pool::Postgres { pool } => {
                 let mut conn = pool.acquire().await.doing("connecting")?;
                 // One lock per database and schema, so separate test schemas do not collide.
                 let (got,): (bool,) = sqlx::query_as(

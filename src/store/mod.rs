@@ -1,50 +1,34 @@
-//! The database: connect by URL scheme, run the embedded migrations, hold the one-writer
-//! lock, and open the transaction in which a run applies its snapshot.
+//! The database: open the one the URL names, run the embedded migrations, hold the
+//! one-writer lock, and open the transaction in which a run applies its snapshot.
 
 pub mod apply;
 pub mod dashboards;
 pub mod history;
 mod lock;
-mod redact;
+mod postgres;
 pub mod runs;
 pub mod sql;
+mod sqlite;
 
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Connection, Postgres, Sqlite};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Postgres, Sqlite};
 
+use crate::db_url::DatabaseUrl;
 use crate::failure::Failure;
 use lock::lock_file;
 pub use lock::WriterLock;
-pub use redact::redact_url;
 pub use sql::{Backend, Conn};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Prepared statements a connection keeps: a run's batched inserts and id lists take a
-/// dozen shapes per table (see `sql::chunk_sizes`), about 250 in all.
+/// dozen shapes per table (see `sqlite::chunk_sizes`), about 250 in all.
 const STATEMENT_CACHE: usize = 320;
-
-/// How long a SQLite connection waits for another process's lock before it gives up.
-const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(30);
-
-/// SQLITE_BUSY (5) or one of its extended codes (`5 | n << 8`).
-fn is_sqlite_busy(e: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = e else {
-        return false;
-    };
-    db.code()
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| c & 0xff == 5)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,8 +87,13 @@ impl<T> Doing<T> for sqlx::Result<T> {
     }
 }
 
+/// An open database of either backend. Made only by [`Store::connect`] and
+/// [`Store::open_read_only`], so its lock file is always the one beside its database.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store(Pool);
+
+#[derive(Clone, Debug)]
+enum Pool {
     Sqlite {
         pool: SqlitePool,
         lock_path: PathBuf,
@@ -160,172 +149,53 @@ impl Pooled {
     }
 }
 
-/// The write-ahead log beside a SQLite database.
-fn wal_file(db: &std::path::Path) -> PathBuf {
-    let mut path = db.as_os_str().to_owned();
-    path.push("-wal");
-    path.into()
-}
-
-/// The file of a `sqlite:` database URL (`None` for PostgreSQL and in-memory databases).
-pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
-        return None;
-    }
-    let options = SqliteConnectOptions::from_str(url).ok()?;
-    Some(options.get_filename().to_path_buf())
-}
-
 impl Store {
-    /// Opens the database named by `url` (`sqlite:` or `postgres://`).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let fail = |source| StoreError::Connect {
-            url: redact_url(url),
-            source,
-        };
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(fail)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(SQLITE_BUSY_WAIT)
-                .foreign_keys(false)
-                // Takes effect only when the file is new (see docs/performance.md): a
-                // 3 kB record then shares its page, and SQLite writes a quarter as many.
-                .page_size(16_384)
-                .statement_cache_capacity(STATEMENT_CACHE);
-            let lock_path = lock_file(options.get_filename());
-            // Turning a new file to WAL needs it to itself, and SQLite answers "database is
-            // locked" at once, without its busy handler, when another process is in the
-            // middle of creating the same file: try again for as long as the busy time-out.
-            let started = std::time::Instant::now();
-            let pool = loop {
-                let opened = SqlitePoolOptions::new()
-                    .max_connections(max_connections)
-                    .connect_with(options.clone())
-                    .await;
-                match opened {
-                    Err(e) if is_sqlite_busy(&e) && started.elapsed() < SQLITE_BUSY_WAIT => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    other => break other.map_err(fail)?,
-                }
-            };
-            Ok(Store::Sqlite { pool, lock_path })
-        } else {
-            // Without JIT: the tables grow within a run's transaction, unanalyzed, so the
-            // planner's costs overshoot, and it compiled statements of a few milliseconds
-            // for 180 ms each. (Statements over id lists are planned with their values
-            // every time: see `sql::Backend::keeps_plans_of_id_lists`.)
-            let options = PgConnectOptions::from_str(url)
-                .map_err(fail)?
-                .statement_cache_capacity(STATEMENT_CACHE)
-                .options([("jit", "off")]);
-            Self::connect_postgres(url, options, max_connections).await
-        }
-    }
-
-    /// A pool for PostgreSQL, after one plain connection has shown that the server answers:
-    /// the pool itself retries a refused connection until its time-out, so "connection
-    /// refused" would become "pool timed out" 30 s later.
-    async fn connect_postgres(
-        url: &str,
-        options: PgConnectOptions,
-        max_connections: u32,
-    ) -> Result<Store, StoreError> {
-        let fail = |source| StoreError::Connect {
-            url: redact_url(url),
-            source,
-        };
-        let probe = sqlx::PgConnection::connect_with(&options).await;
-        match probe {
-            Ok(c) => {
-                let _ = c.close().await;
+    /// Opens the database `url` names, for writing (a SQLite file is created if missing).
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Store, StoreError> {
+        Ok(match url {
+            DatabaseUrl::Sqlite { file, .. } => {
+                Store::sqlite(sqlite::open(url, max_connections).await?, file)
             }
-            // 3D000: the database does not exist.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
-                return Err(StoreError::Missing {
-                    url: redact_url(url),
-                    why: e.message().to_string(),
-                })
-            }
-            Err(e) => return Err(fail(e)),
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(fail)?;
-        Ok(Store::Postgres { pool })
+            DatabaseUrl::Postgres { .. } => Store(Pool::Postgres {
+                pool: postgres::open(url, max_connections).await?,
+            }),
+        })
     }
 
     /// Opens the database for reading only, never creating or changing it: SQLite with
     /// `mode=ro` (no journal mode set, no file created), PostgreSQL with
     /// `default_transaction_read_only`. A SQLite file that does not exist is
     /// [`StoreError::Missing`].
-    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
-        let fail = |source| StoreError::Connect {
-            url: redact_url(url),
-            source,
-        };
-        if !url.starts_with("sqlite:") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(fail)?
-                .options([("default_transaction_read_only", "on")]);
-            return Self::connect_postgres(url, options, 2).await;
-        }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(fail)?
-            .read_only(true)
-            .create_if_missing(false)
-            .busy_timeout(SQLITE_BUSY_WAIT);
-        let path = options.get_filename().to_path_buf();
-        if !path.is_file() {
-            return Err(StoreError::Missing {
-                url: redact_url(url),
-                why: format!("the file {} does not exist", path.display()),
-            });
-        }
-        // Opening is lazy about the WAL: the first read is what fails when it cannot be used.
-        let open = |options: SqliteConnectOptions| async move {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(2)
-                .connect_with(options)
-                .await?;
-            sqlx::query("SELECT count(*) FROM sqlite_master")
-                .execute(&pool)
-                .await?;
-            Ok::<_, sqlx::Error>(pool)
-        };
-        let pool = match open(options.clone()).await {
-            Ok(pool) => pool,
-            // A WAL database whose -wal and -shm files are gone (no writer has it open) in
-            // a folder the reader cannot write: SQLite cannot create the shared memory, and
-            // reads the file only as immutable, which is safe while no writer runs.
-            Err(first) if !wal_file(&path).exists() => open(options.immutable(true))
-                .await
-                .map_err(|_| fail(first))?,
-            Err(e) => return Err(fail(e)),
-        };
-        Ok(Store::Sqlite {
+    pub async fn open_read_only(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        Ok(match url {
+            DatabaseUrl::Sqlite { file, .. } => {
+                Store::sqlite(sqlite::open_read_only(url).await?, file)
+            }
+            DatabaseUrl::Postgres { .. } => Store(Pool::Postgres {
+                pool: postgres::open_read_only(url).await?,
+            }),
+        })
+    }
+
+    /// A SQLite store, with the writer's lock file beside `file`.
+    fn sqlite(pool: SqlitePool, file: &std::path::Path) -> Store {
+        Store(Pool::Sqlite {
             pool,
-            lock_path: lock_file(&path),
+            lock_path: lock_file(file),
         })
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Store::Sqlite { .. } => Backend::Sqlite,
-            Store::Postgres { .. } => Backend::Postgres,
+        match &self.0 {
+            Pool::Sqlite { .. } => Backend::Sqlite,
+            Pool::Postgres { .. } => Backend::Postgres,
         }
     }
 
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
-        match self {
-            Store::Sqlite { .. } => &SQLITE_MIGRATIONS,
-            Store::Postgres { .. } => &POSTGRES_MIGRATIONS,
+        match &self.0 {
+            Pool::Sqlite { .. } => &SQLITE_MIGRATIONS,
+            Pool::Postgres { .. } => &POSTGRES_MIGRATIONS,
         }
     }
 
@@ -335,9 +205,9 @@ impl Store {
     /// for it).
     pub async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
         let before = self.pending_migrations().await?;
-        match self {
-            Store::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
-            Store::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
+        match &self.0 {
+            Pool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         dashboards::run_pending(self, held).await?;
         Ok(before)
@@ -352,10 +222,10 @@ impl Store {
     }
 
     /// For a command that only reads: the schema must be there and up to date.
-    pub async fn require_schema(&self, url: &str) -> Result<(), StoreError> {
+    pub async fn require_schema(&self, url: &DatabaseUrl) -> Result<(), StoreError> {
         if !self.has_schema().await? {
             return Err(StoreError::Missing {
-                url: redact_url(url),
+                url: url.to_string(),
                 why: "it holds no closebot-sync tables".to_string(),
             });
         }
@@ -408,18 +278,18 @@ impl Store {
     }
 
     pub async fn acquire(&self) -> Result<Pooled, StoreError> {
-        match self {
-            Store::Sqlite { pool, .. } => pool.acquire().await.map(Pooled::Sqlite),
-            Store::Postgres { pool } => pool.acquire().await.map(Pooled::Postgres),
+        match &self.0 {
+            Pool::Sqlite { pool, .. } => pool.acquire().await.map(Pooled::Sqlite),
+            Pool::Postgres { pool } => pool.acquire().await.map(Pooled::Postgres),
         }
         .doing("connecting")
     }
 
     /// Opens a write transaction (SQLite: `BEGIN IMMEDIATE`, so it never fails half-way on a lock upgrade).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        match self {
-            Store::Sqlite { pool, .. } => pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
-            Store::Postgres { pool } => pool.begin().await.map(Tx::Postgres),
+        match &self.0 {
+            Pool::Sqlite { pool, .. } => pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Pool::Postgres { pool } => pool.begin().await.map(Tx::Postgres),
         }
         .doing("starting the run's transaction")
     }
@@ -428,9 +298,9 @@ impl Store {
     /// deferred `BEGIN` (its snapshot is taken at the first read and held), PostgreSQL's
     /// `REPEATABLE READ READ ONLY`.
     pub async fn begin_read(&self) -> Result<Tx, StoreError> {
-        match self {
-            Store::Sqlite { pool, .. } => pool.begin_with("BEGIN").await.map(Tx::Sqlite),
-            Store::Postgres { pool } => pool
+        match &self.0 {
+            Pool::Sqlite { pool, .. } => pool.begin_with("BEGIN").await.map(Tx::Sqlite),
+            Pool::Postgres { pool } => pool
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
                 .map(Tx::Postgres),
@@ -440,9 +310,9 @@ impl Store {
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite { pool, .. } => pool.close().await,
-            Store::Postgres { pool } => pool.close().await,
+        match &self.0 {
+            Pool::Sqlite { pool, .. } => pool.close().await,
+            Pool::Postgres { pool } => pool.close().await,
         }
     }
 }

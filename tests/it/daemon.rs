@@ -142,7 +142,7 @@ where
 
 /// Opens (and migrates) the test database for reading what the daemon wrote.
 pub async fn open(db: &Db) -> Store {
-    let store = Store::connect(&db.url, 2).await.unwrap();
+    let store = Store::connect(&db.url.parse().unwrap(), 2).await.unwrap();
     store.migrate_locked().await.unwrap();
     store
 }

@@ -559,7 +559,7 @@ fn old_record(channels: &[&str], auto_refill: bool, cost: &str) -> String {
 #[tokio::test]
 async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_versions() {
     for db in databases().await {
-        let store = closebot_sync::store::Store::connect(&db.url, 2)
+        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
             .await
             .unwrap();
         let backend = store.backend().name();
@@ -580,9 +580,9 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
             }
         }
         let migrator = sqlx::migrate::Migrator::new(older.path()).await.unwrap();
-        match &store {
-            closebot_sync::store::Store::Sqlite { pool, .. } => migrator.run(pool).await.unwrap(),
-            closebot_sync::store::Store::Postgres { pool } => migrator.run(pool).await.unwrap(),
+        match store.acquire().await.unwrap().conn() {
+            closebot_sync::store::Conn::Sqlite(c) => migrator.run(c).await.unwrap(),
+            closebot_sync::store::Conn::Postgres(c) => migrator.run(c).await.unwrap(),
         }
         let (v1, v2) = (
             old_record(&["SMS"], false, "0.40"),

@@ -101,7 +101,7 @@ async fn transient_errors_are_retried_counted_and_the_run_succeeds() {
 
 /// Empties a test database between cases that share it.
 async fn db_reset(db: &crate::common::Db) {
-    let store = closebot_sync::store::Store::connect(&db.url, 2)
+    let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
         .await
         .unwrap();
     let mut c = store.acquire().await.unwrap();
@@ -459,7 +459,7 @@ async fn a_run_that_could_not_start_is_recorded_once_the_database_takes_writes_a
         let (_sim, server) = simulator(sim_options(5, 73)).await;
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         let read_only = db.read_only_url();
-        let down = closebot_sync::store::Store::connect(&read_only, 2)
+        let down = closebot_sync::store::Store::connect(&read_only.parse().unwrap(), 2)
             .await
             .unwrap();
         let mut pending = Pending::default();

@@ -334,7 +334,7 @@ async fn a_bulk_insert_stores_every_value_as_given() {
         })
         .collect();
     for db in databases().await {
-        let store = closebot_sync::store::Store::connect(&db.url, 2)
+        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
             .await
             .unwrap();
         let (time, json) = match store.backend() {

@@ -283,7 +283,9 @@ async fn opening_a_file_another_connection_is_writing_waits_for_it() {
         sqlx::query(sql).execute(&mut writer).await.unwrap();
     }
     let url = db.url.clone();
-    let open = tokio::spawn(async move { closebot_sync::store::Store::connect(&url, 2).await });
+    let open = tokio::spawn(async move {
+        closebot_sync::store::Store::connect(&url.parse().unwrap(), 2).await
+    });
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     assert!(!open.is_finished(), "the open did not wait for the writer");
     sqlx::query("COMMIT").execute(&mut writer).await.unwrap();

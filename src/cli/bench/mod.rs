@@ -80,7 +80,7 @@ async fn admin_execute(url: &str, sql: &str) -> anyhow::Result<()> {
     use sqlx::{Connection, Executor};
     let mut c = sqlx::PgConnection::connect(url)
         .await
-        .with_context(|| format!("connecting to {}", crate::store::redact_url(url)))?;
+        .with_context(|| format!("connecting to {}", crate::db_url::redact_url(url)))?;
     c.execute("SET client_min_messages TO warning").await?;
     c.execute(sql).await?;
     c.close().await?;

@@ -12,7 +12,7 @@ use std::sync::Once;
 use closebot_sim::{SimOptions, SimServer, Simulator};
 use closebot_sync::closebot::Client;
 use closebot_sync::config::Settings;
-use closebot_sync::store::Store;
+use closebot_sync::store::{Conn, Store};
 use closebot_sync::sync::{run_once, RunReport, SyncOptions};
 use serde_json::{Map, Value};
 use sqlx::{Column, Connection, Row, TypeInfo, ValueRef};
@@ -239,10 +239,11 @@ pub async fn export(m: &Mirror, at: Option<chrono::DateTime<chrono::Utc>>) -> Va
 }
 
 pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
-    match store {
-        Store::Sqlite { pool, .. } => {
+    let mut pooled = store.acquire().await.unwrap();
+    match pooled.conn() {
+        Conn::Sqlite(c) => {
             let rows = sqlx::query(sql)
-                .fetch_all(pool)
+                .fetch_all(&mut *c)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
             rows.iter()
@@ -271,9 +272,9 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
                 })
                 .collect()
         }
-        Store::Postgres { pool } => {
+        Conn::Postgres(c) => {
             let rows = sqlx::query(sql)
-                .fetch_all(pool)
+                .fetch_all(&mut *c)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
             rows.iter()

@@ -150,7 +150,9 @@ async fn exports_taken_while_a_run_renames_every_source_see_it_wholly_or_not_at_
         let new = names(&sim.listing());
         let renamed: Vec<&String> = old.keys().filter(|id| old[*id] != new[*id]).collect();
         assert!(renamed.len() > 2500, "{} renamed", renamed.len());
-        let reader = Store::open_read_only(&db.url).await.unwrap();
+        let reader = Store::open_read_only(&db.url.parse().unwrap())
+            .await
+            .unwrap();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let exports = {
             let done = done.clone();

@@ -2,7 +2,7 @@
 
 mod answer;
 pub mod client;
-mod source;
+pub(crate) mod source;
 pub mod untrusted;
 pub mod walk;
 pub mod wire;

@@ -287,41 +287,50 @@ fn states(source_id: &str, record: &str) -> Result<[Vec<Row>; 2], StoreError> {
         false,
     )
     .map_err(|r| corrupt(r.defect.to_string()))?;
-    let [wallets, bots, channels, ..] = &prepared.children;
+    let children = &prepared.children;
     let sid = Val::Text(Some(source_id.to_string()));
-    let bot_rows = bots
+    // The columns of `BOTS.state` and of `WALLET_STATE` then `WALLET_NUMBERS`, after the id.
+    let bot_rows = children
+        .bots
         .iter()
         .map(|bot| {
-            let position = &bot[1];
-            let named: Vec<&str> = channels
+            let named: Vec<&str> = children
+                .bot_channels
                 .iter()
-                .filter(|c| &c[1] == position)
-                .filter_map(|c| match &c[3] {
-                    Val::Text(Some(t)) => Some(t.as_str()),
-                    _ => None,
-                })
+                .filter(|c| c.bot_position == bot.position)
+                .filter_map(|c| c.channel.as_deref())
                 .collect();
-            let keyed_by_position = bot[2].is_null().then(|| position.clone());
+            let keyed_by_position = bot.bot_id.is_none().then_some(bot.position as i64);
             vec![
                 sid.clone(),
-                bot[2].clone(),
-                keyed_by_position.unwrap_or(Val::Int(None)),
-                bot[3].clone(),
-                bot[4].clone(),
-                bot[5].clone(),
+                Val::Text(bot.bot_id.clone()),
+                Val::Int(keyed_by_position),
+                Val::Text(bot.bot_name.clone()),
+                Val::Text(bot.persona_name_override.clone()),
+                Val::Bool(bot.enabled),
                 Val::Text((!named.is_empty()).then(|| named.join(", "))),
             ]
         })
         .collect();
-    // The wallet row: source_id, six fields, three numbers, three texts.
-    let wallet_rows = wallets
+    let wallet_rows = children
+        .wallets
         .iter()
         .map(|w| {
-            let mut row = vec![sid.clone()];
-            row.extend(w[1..7].iter().cloned());
-            row.extend(w[10..13].iter().cloned());
-            row.extend(w[7..10].iter().cloned());
-            row
+            vec![
+                sid.clone(),
+                Val::Bool(w.re_billing),
+                Val::Bool(w.auto_refill),
+                Val::Int(w.top_up_amount),
+                Val::Int(w.refill_threshold),
+                Val::Text(w.stripe_customer_id.clone()),
+                Val::Text(w.currency.clone()),
+                Val::Text(w.response_unit_cost_override_text.clone()),
+                Val::Text(w.storage_unit_cost_override_text.clone()),
+                Val::Text(w.user_unit_cost_override_text.clone()),
+                Val::Decimal(w.response_unit_cost_override.clone()),
+                Val::Decimal(w.storage_unit_cost_override.clone()),
+                Val::Decimal(w.user_unit_cost_override.clone()),
+            ]
         })
         .collect();
     Ok([bot_rows, wallet_rows])

@@ -1,16 +1,16 @@
 //! The normalized rows a source turns into: pure functions, no I/O. A [`Prepared`] source
 //! carries its rows, typed per table ([`tables`]), its redacted record and its content hash.
 
-pub mod diff;
+pub(crate) mod diff;
 mod prepare;
-pub mod record;
-pub mod tables;
-pub mod windows;
+pub(crate) mod record;
+pub(crate) mod tables;
+pub(crate) mod windows;
 
 use chrono::{DateTime, Utc};
 
 use crate::closebot::wire::{Defect, RawSource};
-pub use record::{clean_text, fingerprint, parse_time, redact};
+pub use record::{clean_text, fingerprint, parse_time, redact, sqlite_time};
 pub use tables::{Children, Columns, SourceRow, Table};
 
 /// The longest id (`sourceId`, a bot's `id`) the mirror stores. Ids are keys of btree

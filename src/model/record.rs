@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use crate::closebot::untrusted::{clean_text, is_secret_name, SECRET_NAMES};
+pub use crate::closebot::untrusted::{clean_text, is_secret_name};
 
 /// How a fingerprint starts in a redacted record, so nobody mistakes it for the credential.
 pub const FINGERPRINT_PREFIX: &str = "sha256:";
@@ -33,7 +33,7 @@ fn fingerprinted(v: &Value) -> Value {
     }
 }
 
-/// The record as it is stored: every credential (by [`SECRET_NAMES`], at any depth)
+/// The record as it is stored: every credential (by [`SECRET_NAMES`](crate::closebot::untrusted::SECRET_NAMES), at any depth)
 /// replaced by its fingerprint, and every NUL escaped (see [`NUL_ESCAPE`]).
 pub fn redact(mut record: Value) -> Value {
     redact_in_place(&mut record);

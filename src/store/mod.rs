@@ -1,13 +1,13 @@
 //! The database: open the one the URL names, run the embedded migrations, hold the
 //! one-writer lock, and open the transaction in which a run applies its snapshot.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod dashboards;
-pub mod history;
+pub(crate) mod history;
 mod lock;
 mod postgres;
 pub mod runs;
-pub mod sql;
+pub(crate) mod sql;
 mod sqlite;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use closebot_sim::{FaultAction, FaultRule, Faults, RequestRecord, SimServer, Simulator};
-use closebot_sync::closebot::client::MAX_REDIRECTS;
+use closebot_sync::closebot::MAX_REDIRECTS;
 use closebot_sync::store::runs::RunStatus;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

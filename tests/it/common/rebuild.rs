@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use closebot_sync::model::record::{fingerprint, parse_time, sqlite_time};
+use closebot_sync::model::{fingerprint, parse_time, sqlite_time};
 use serde_json::{json, Map, Value};
 
 use super::Mirror;

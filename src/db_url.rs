@@ -29,7 +29,7 @@ const EXAMPLES: &str = "e.g. sqlite://closebot-sync.db or postgres://user@localh
 
 impl DatabaseUrl {
     /// The SQLite database in `file`.
-    pub fn sqlite(file: &Path) -> DatabaseUrl {
+    pub(crate) fn sqlite(file: &Path) -> DatabaseUrl {
         DatabaseUrl::Sqlite {
             url: format!("sqlite://{}", file.display()),
             file: file.to_path_buf(),
@@ -37,14 +37,14 @@ impl DatabaseUrl {
     }
 
     /// The URL as written, credentials and all: for connecting, never for showing.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             DatabaseUrl::Sqlite { url, .. } | DatabaseUrl::Postgres { url } => url,
         }
     }
 
     /// The SQLite database's file (`None` for PostgreSQL).
-    pub fn sqlite_file(&self) -> Option<&Path> {
+    pub(crate) fn sqlite_file(&self) -> Option<&Path> {
         match self {
             DatabaseUrl::Sqlite { file, .. } => Some(file),
             DatabaseUrl::Postgres { .. } => None,

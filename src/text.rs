@@ -17,6 +17,6 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `n` and its noun, singular or plural: "1 page", "2 pages".
-pub fn count(n: u64, one: &str, many: &str) -> String {
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }

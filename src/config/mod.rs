@@ -15,13 +15,13 @@ use secrecy::SecretString;
 pub use cron::Cron;
 
 /// The environment variable prefix; `CLOSEBOT_SYNC_API__KEY` sets `api.key`.
-pub const ENV_PREFIX: &str = "CLOSEBOT_SYNC";
+pub(crate) const ENV_PREFIX: &str = "CLOSEBOT_SYNC";
 /// Names the settings file when `--config` is not given.
-pub const CONFIG_ENV: &str = "CLOSEBOT_SYNC_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "CLOSEBOT_SYNC_CONFIG";
 /// Read when neither `--config` nor `CLOSEBOT_SYNC_CONFIG` names a file, if it exists.
-pub const DEFAULT_CONFIG_FILE: &str = "closebot-sync.toml";
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "closebot-sync.toml";
 /// The API serves at most this many sources per page.
-pub const MAX_PAGE_SIZE: u32 = 100;
+pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,7 +39,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// Invalid settings, whatever command meets them.
-    pub fn failure(&self) -> crate::failure::Failure {
+    pub(crate) fn failure(&self) -> crate::failure::Failure {
         crate::failure::Failure::Settings
     }
 }

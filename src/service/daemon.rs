@@ -38,7 +38,7 @@ pub enum DaemonError {
 impl DaemonError {
     /// What kind of failure this is when it stops `run`: invalid settings stay so (their
     /// exit code, 2, is the one systemd's `RestartPreventExitStatus=2` does not restart).
-    pub fn failure(&self) -> Failure {
+    pub(crate) fn failure(&self) -> Failure {
         match self {
             DaemonError::Settings(e) => e.failure(),
             DaemonError::Store(e) => e.failure(),
@@ -64,7 +64,7 @@ fn log_outcome(report: &RunReport) {
 }
 
 /// Tells systemd (when `NOTIFY_SOCKET` is set; otherwise nothing happens).
-pub fn notify(states: &[NotifyState<'_>]) {
+pub(crate) fn notify(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::debug!(error = %e, "cannot notify systemd");
     }
@@ -244,7 +244,7 @@ pub async fn serve(
 }
 
 /// The daemon with the real scheduler, until `shutdown`; how it stopped.
-pub async fn run_until(
+pub(crate) async fn run_until(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> Result<Stopped, DaemonError> {

@@ -87,7 +87,7 @@ impl Health {
     }
 
     /// How long ago the last run that applied changes finished.
-    pub fn age(&self) -> Option<Duration> {
+    pub(crate) fn age(&self) -> Option<Duration> {
         self.last_applied.as_ref().map(|a| {
             (self.checked_at - a.finished_at)
                 .to_std()

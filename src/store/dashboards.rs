@@ -15,7 +15,7 @@ use crate::closebot::wire::{RawSource, Source};
 use crate::model::{prepare, windows, Row, Val};
 
 /// The history tables, for undoing one run's effect on a source (see the module's opening).
-pub const HISTORY_TABLES: [&str; 2] = ["source_bot_history", "source_wallet_history"];
+pub(crate) const HISTORY_TABLES: [&str; 2] = ["source_bot_history", "source_wallet_history"];
 
 /// A history table: its name, the columns whose change opens a new interval, the columns
 /// copied along (derived from the state), and the current state of some sources
@@ -203,7 +203,7 @@ impl Tracked {
 /// written before in this run), close the history rows whose state is gone and open rows
 /// for the states that have none; for `fresh` ones, open a row per state. (The comparison
 /// is what costs: sent for all 10,000 sources of a first sync, it was most of its time.)
-pub fn after_write<'a>(
+pub(crate) fn after_write<'a>(
     b: Backend,
     fresh: &'a [String],
     known: &'a [String],
@@ -221,7 +221,12 @@ pub fn after_write<'a>(
 }
 
 /// After `ids` were marked deleted: their open history rows close.
-pub fn after_delete<'a>(b: Backend, ids: &'a [String], at: &Val, run: &Val) -> Statements<'a> {
+pub(crate) fn after_delete<'a>(
+    b: Backend,
+    ids: &'a [String],
+    at: &Val,
+    run: &Val,
+) -> Statements<'a> {
     let mut all: Statements<'a> = Box::new(std::iter::empty());
     for t in &TRACKED {
         all = Box::new(all.chain(b.for_ids(
@@ -525,7 +530,7 @@ async fn parse_stored(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
 /// The backfill the migration asked for, if it is still to do: run it in one transaction
 /// with the removal of its `pending_backfills` row. The caller holds the writer lock (the
 /// argument says so), as for the migrations themselves.
-pub async fn run_pending(
+pub(crate) async fn run_pending(
     store: &Store,
     _held: &super::WriterLock,
 ) -> Result<Option<Backfilled>, StoreError> {

@@ -65,7 +65,7 @@ pub enum StoreError {
 impl StoreError {
     /// What kind of failure this is when it ends a command: busy when another instance
     /// holds the writer lock.
-    pub fn failure(&self) -> Failure {
+    pub(crate) fn failure(&self) -> Failure {
         match self {
             StoreError::Busy(_) => Failure::Busy,
             _ => Failure::Failed,
@@ -74,7 +74,7 @@ impl StoreError {
 }
 
 /// Tags a sqlx error with what the store was doing.
-pub trait Doing<T> {
+pub(crate) trait Doing<T> {
     fn doing(self, what: &'static str) -> Result<T, StoreError>;
 }
 
@@ -125,7 +125,7 @@ impl Tx {
         .doing("committing the run")
     }
 
-    pub async fn rollback(self) -> Result<(), StoreError> {
+    pub(crate) async fn rollback(self) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(t) => t.rollback().await,
             Tx::Postgres(t) => t.rollback().await,
@@ -203,7 +203,7 @@ impl Store {
     /// a migration left to do; returns how many migrations. The caller holds the writer
     /// lock: two processes never migrate one database at once (SQLite has no lock of its own
     /// for it).
-    pub async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
+    pub(crate) async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
         let before = self.pending_migrations().await?;
         match &self.0 {
             Pool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
@@ -222,7 +222,7 @@ impl Store {
     }
 
     /// For a command that only reads: the schema must be there and up to date.
-    pub async fn require_schema(&self, url: &DatabaseUrl) -> Result<(), StoreError> {
+    pub(crate) async fn require_schema(&self, url: &DatabaseUrl) -> Result<(), StoreError> {
         if !self.has_schema().await? {
             return Err(StoreError::Missing {
                 url: url.to_string(),
@@ -236,7 +236,7 @@ impl Store {
     }
 
     /// Whether the migrations table exists (the database was migrated at least once).
-    pub async fn has_schema(&self) -> Result<bool, StoreError> {
+    pub(crate) async fn has_schema(&self) -> Result<bool, StoreError> {
         let mut c = self.acquire().await?;
         let found: Vec<(i64,)> = match c.conn() {
             Conn::Sqlite(s) => sqlx::query_as(
@@ -255,7 +255,7 @@ impl Store {
     }
 
     /// How many of this binary's migrations the database has not applied yet.
-    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn pending_migrations(&self) -> Result<usize, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Applied {
             version: i64,
@@ -297,7 +297,7 @@ impl Store {
     /// Opens a read transaction that sees one committed state throughout: SQLite's
     /// deferred `BEGIN` (its snapshot is taken at the first read and held), PostgreSQL's
     /// `REPEATABLE READ READ ONLY`.
-    pub async fn begin_read(&self) -> Result<Tx, StoreError> {
+    pub(crate) async fn begin_read(&self) -> Result<Tx, StoreError> {
         match &self.0 {
             Pool::Sqlite { pool, .. } => pool.begin_with("BEGIN").await.map(Tx::Sqlite),
             Pool::Postgres { pool } => pool

@@ -51,16 +51,13 @@ pub struct RunCounts {
 
 /// One row of `sync_runs`, as `status` shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RunRow {
+pub(crate) struct RunRow {
     pub run_id: i64,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub status: String,
     pub trigger: String,
     pub pages: i64,
-    pub http_requests: i64,
-    pub retries: i64,
-    pub api_total: Option<i64>,
     pub sources_seen: i64,
     pub sources_created: i64,
     pub sources_updated: i64,
@@ -78,7 +75,7 @@ fn int(n: u64) -> Val {
 
 /// This machine's name, from gethostname(2): `/proc/sys/kernel/hostname` is hidden from a
 /// service under systemd's `ProcSubset=pid`.
-pub fn host_name() -> Option<String> {
+pub(crate) fn host_name() -> Option<String> {
     whoami::fallible::hostname()
         .ok()
         .map(|h| h.trim().to_string())
@@ -112,7 +109,7 @@ pub async fn start(
 }
 
 /// Writes the run's outcome.
-pub async fn finish(
+pub(crate) async fn finish(
     conn: &mut Conn<'_>,
     run_id: i64,
     status: RunStatus,
@@ -152,7 +149,7 @@ pub async fn finish(
 
 /// Marks rows left `running` as `abandoned`. Call only while holding the writer lock: then
 /// no live process can own such a row.
-pub async fn mark_abandoned(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+pub(crate) async fn mark_abandoned(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
     conn.execute(
         "UPDATE sync_runs SET status = 'abandoned', finished_at = $1, \
          error = 'the process running it stopped before it finished (crash, kill or power loss); nothing of it was applied' \
@@ -164,9 +161,9 @@ pub async fn mark_abandoned(conn: &mut Conn<'_>) -> Result<u64, StoreError> {
 }
 
 /// The last `n` runs, newest first.
-pub async fn last(conn: &mut Conn<'_>, n: u32) -> Result<Vec<RunRow>, StoreError> {
+pub(crate) async fn last(conn: &mut Conn<'_>, n: u32) -> Result<Vec<RunRow>, StoreError> {
     conn.fetch_all(
-        "SELECT run_id, started_at, finished_at, status, trigger, pages, http_requests, retries, api_total, \
+        "SELECT run_id, started_at, finished_at, status, trigger, pages, \
          sources_seen, sources_created, sources_updated, sources_unchanged, sources_deleted, sources_restored, sources_rejected, \
          notes, error FROM sync_runs ORDER BY run_id DESC LIMIT $1",
         vec![Val::Int(Some(i64::from(n)))],
@@ -177,7 +174,7 @@ pub async fn last(conn: &mut Conn<'_>, n: u32) -> Result<Vec<RunRow>, StoreError
 
 /// Records a run that failed before it could write its own row (the database was down or
 /// refused writes), once the database takes writes again.
-pub async fn record_unrecorded(
+pub(crate) async fn record_unrecorded(
     conn: &mut Conn<'_>,
     failure: &Unrecorded,
 ) -> Result<(), StoreError> {

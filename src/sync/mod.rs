@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 
 mod report;
 
-pub use report::{peak_rss_bytes, RunReport};
+pub use report::RunReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -35,7 +35,7 @@ pub enum SyncError {
 
 impl SyncError {
     /// The status a run that ended with this error gets.
-    pub fn status(&self) -> RunStatus {
+    pub(crate) fn status(&self) -> RunStatus {
         match self {
             SyncError::Cancelled => RunStatus::Aborted,
             _ => RunStatus::Failed,
@@ -43,7 +43,7 @@ impl SyncError {
     }
 
     /// What kind of failure this is when it ends a command.
-    pub fn failure(&self) -> Failure {
+    pub(crate) fn failure(&self) -> Failure {
         match self {
             SyncError::Cancelled => Failure::Aborted,
             SyncError::Store(e) => e.failure(),

@@ -99,7 +99,7 @@ impl RunReport {
 
     /// The report as one JSON object (`sync --json`), with the process's peak resident
     /// memory where the system tells it.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "run_id": self.run_id,
             "dry_run": self.run_id.is_none(),
@@ -116,7 +116,7 @@ impl RunReport {
 }
 
 /// This process's peak resident set size (`VmHWM`), on Linux.
-pub fn peak_rss_bytes() -> Option<u64> {
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -11,6 +11,12 @@ fn main() -> ExitCode {
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         builder.worker_threads(cli.command.worker_threads());
     }
+    // The blocking pool only runs CPU work (parsing pages, preparing rows, diffs). Tokio's
+    // default of up to 512 threads gave a first sync about ten, and glibc a malloc arena for
+    // each, which it seldom gives back; twice the cores keeps the parsing abreast of the
+    // fetching at a fifth less peak memory (docs/performance.md, step 14).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    builder.max_blocking_threads(2 * cores);
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

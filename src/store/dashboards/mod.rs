@@ -1,0 +1,245 @@
+//! The typed history that dashboards read: `source_bot_history` and
+//! `source_wallet_history`, one row per interval in which a bot (or a wallet) stayed in one
+//! state on a source. A run keeps them with a few set-based statements after it writes
+//! sources and after it marks sources deleted; [`backfill`] rebuilds them from
+//! `source_versions` once after the migration that created them.
+//!
+//! Every row carries the run that opened it and the run that closed it: undoing one run's
+//! effect on a source is deleting the rows it opened and reopening the rows it closed.
+
+mod backfill;
+
+use super::sql::Statements;
+use super::Backend;
+use crate::model::Val;
+
+pub(crate) use backfill::run_pending;
+pub use backfill::{backfill, Backfilled};
+
+/// The history tables, for undoing one run's effect on a source (see the module's opening).
+pub(crate) const HISTORY_TABLES: [&str; 2] = ["source_bot_history", "source_wallet_history"];
+
+/// A history table: its name, the columns whose change opens a new interval, the columns
+/// copied along (derived from the state), and the current state of some sources
+/// (`{ids}` is the id list) as rows of `source_id`, state, copied.
+struct Tracked {
+    table: &'static str,
+    /// The state columns that tell one row of a source from another (a bot's id, or its
+    /// position when it has none): lookups go by the source and these.
+    key: &'static [&'static str],
+    state: &'static [&'static str],
+    copied: &'static [&'static str],
+    current: fn(Backend) -> String,
+}
+
+const BOTS: Tracked = Tracked {
+    table: "source_bot_history",
+    key: &["bot_id", "bot_position"],
+    state: &[
+        "bot_id",
+        "bot_position",
+        "bot_name",
+        "persona_name_override",
+        "enabled",
+        "channels",
+    ],
+    copied: &[],
+    current: bots_now,
+};
+
+/// A bot with an id is known by it wherever it moves; one without is known by its position.
+fn bots_now(b: Backend) -> String {
+    let list = match b {
+        Backend::Sqlite => "group_concat(ch.channel, ', ' ORDER BY ch.position)",
+        Backend::Postgres => "string_agg(ch.channel, ', ' ORDER BY ch.position)",
+    };
+    format!(
+        "SELECT b.source_id, b.bot_id, CASE WHEN b.bot_id IS NULL THEN b.position END AS bot_position, \
+         b.bot_name, b.persona_name_override, b.enabled, \
+         (SELECT {list} FROM source_bot_channels ch \
+          WHERE ch.source_id = b.source_id AND ch.bot_position = b.position) AS channels \
+         FROM source_bots b WHERE b.source_id IN ({{ids}})"
+    )
+}
+
+const WALLET_STATE: [&str; 9] = [
+    "re_billing",
+    "auto_refill",
+    "top_up_amount",
+    "refill_threshold",
+    "stripe_customer_id",
+    "currency",
+    "response_unit_cost_override_text",
+    "storage_unit_cost_override_text",
+    "user_unit_cost_override_text",
+];
+const WALLET_NUMBERS: [&str; 3] = [
+    "response_unit_cost_override",
+    "storage_unit_cost_override",
+    "user_unit_cost_override",
+];
+
+const WALLETS: Tracked = Tracked {
+    table: "source_wallet_history",
+    key: &[],
+    state: &WALLET_STATE,
+    copied: &WALLET_NUMBERS,
+    current: wallets_now,
+};
+
+fn wallets_now(_: Backend) -> String {
+    format!(
+        "SELECT source_id, {}, {} FROM source_wallets WHERE source_id IN ({{ids}})",
+        WALLET_STATE.join(", "),
+        WALLET_NUMBERS.join(", ")
+    )
+}
+
+const TRACKED: [Tracked; 2] = [BOTS, WALLETS];
+
+impl Tracked {
+    /// `a` and `b` hold the same source in the same state (NULLs equal), written so that a
+    /// lookup goes by the source and the key columns, whatever the planner knows:
+    /// - SQLite: `IS` on the key (its indexes serve `IS`), and `+column` for the rest of the
+    ///   state, which keeps the planner off their indexes (without statistics it chose
+    ///   `bot_id`'s alone, and a bot shared by thousands of sources made a first sync of
+    ///   10,000 take 9 s, not 2);
+    /// - PostgreSQL: the key also as `COALESCE(column::text, '') =`, an equality it can
+    ///   hash (`IS NOT DISTINCT FROM` is not), so one source's 40,000 bots are not each
+    ///   compared with all the others.
+    fn same(&self, backend: Backend, a: &str, b: &str) -> String {
+        let mut text = format!("{a}.source_id = {b}.source_id");
+        for c in self.state {
+            let key = self.key.contains(c);
+            text.push_str(&match backend {
+                Backend::Sqlite if key => format!(" AND {a}.{c} IS {b}.{c}"),
+                Backend::Sqlite => format!(" AND +{a}.{c} IS +{b}.{c}"),
+                Backend::Postgres if key => format!(
+                    " AND COALESCE({a}.{c}::text, '') = COALESCE({b}.{c}::text, '') \
+                     AND {a}.{c} IS NOT DISTINCT FROM {b}.{c}"
+                ),
+                Backend::Postgres => format!(" AND {a}.{c} IS NOT DISTINCT FROM {b}.{c}"),
+            });
+        }
+        text
+    }
+
+    /// The statements that open a row for each current state of `ids`: all of them for
+    /// sources with no rows here yet (first seen by this run, and written once: nothing to
+    /// compare with), else only the states without an open row.
+    fn open<'a>(
+        &self,
+        b: Backend,
+        ids: &'a [String],
+        at: &Val,
+        run: &Val,
+        fresh: bool,
+    ) -> Statements<'a> {
+        let columns: Vec<&str> = self.state.iter().chain(self.copied).copied().collect();
+        let mut sql = format!(
+            "INSERT INTO {t} (source_id, {}, valid_from, opened_run_id) SELECT c.source_id, {}, $1, $2 FROM ({}) c",
+            columns.join(", "),
+            columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
+            (self.current)(b),
+            t = self.table,
+        );
+        let doing = if fresh {
+            "opening history rows of new sources"
+        } else {
+            sql.push_str(&format!(
+                " WHERE NOT EXISTS (SELECT 1 FROM {} h WHERE h.valid_to IS NULL AND {})",
+                self.table,
+                self.same(b, "h", "c")
+            ));
+            "opening history rows of changed sources"
+        };
+        b.for_ids(&sql, vec![at.clone(), run.clone()], ids, doing)
+    }
+
+    /// The statements that bring the open rows of `ids` to the sources' current rows.
+    fn after_write<'a>(
+        &self,
+        b: Backend,
+        ids: &'a [String],
+        at: &Val,
+        run: &Val,
+    ) -> Statements<'a> {
+        let (t, current) = (self.table, (self.current)(b));
+        let unmatched = format!(
+            "NOT EXISTS (SELECT 1 FROM ({current}) c WHERE {})",
+            self.same(b, t, "c")
+        );
+        // A source written twice in one run (listed again by a later walk): the rows this
+        // run opened and no longer holds go, the rows it closed and holds again reopen, so
+        // the run leaves one interval per state and no empty ones.
+        let drop_own = b.for_ids(
+            &format!("DELETE FROM {t} WHERE valid_to IS NULL AND opened_run_id = $1 AND source_id IN ({{ids}}) AND {unmatched}"),
+            vec![run.clone()],
+            ids,
+            "dropping history rows this run opened and no longer holds",
+        );
+        let close = b.for_ids(
+            &format!("UPDATE {t} SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({{ids}}) AND {unmatched}"),
+            vec![at.clone(), run.clone()],
+            ids,
+            "closing history rows of changed sources",
+        );
+        let reopen = b.for_ids(
+            &format!(
+                "UPDATE {t} SET valid_to = NULL, closed_run_id = NULL WHERE closed_run_id = $1 AND source_id IN ({{ids}}) \
+                 AND EXISTS (SELECT 1 FROM ({current}) c WHERE {}) \
+                 AND NOT EXISTS (SELECT 1 FROM {t} o WHERE o.valid_to IS NULL AND {})",
+                self.same(b, t, "c"),
+                self.same(b, "o", t)
+            ),
+            vec![run.clone()],
+            ids,
+            "reopening history rows this run closed",
+        );
+        let open = self.open(b, ids, at, run, false);
+        Box::new(drop_own.chain(close).chain(reopen).chain(open))
+    }
+}
+
+/// After the child rows of sources were written: for `known` ones (stored before, or
+/// written before in this run), close the history rows whose state is gone and open rows
+/// for the states that have none; for `fresh` ones, open a row per state. (The comparison
+/// is what costs: sent for all 10,000 sources of a first sync, it was most of its time.)
+pub(crate) fn after_write<'a>(
+    b: Backend,
+    fresh: &'a [String],
+    known: &'a [String],
+    at: &Val,
+    run: &Val,
+) -> Statements<'a> {
+    let mut all: Statements<'a> = Box::new(std::iter::empty());
+    for t in &TRACKED {
+        all = Box::new(
+            all.chain(t.after_write(b, known, at, run))
+                .chain(t.open(b, fresh, at, run, true)),
+        );
+    }
+    all
+}
+
+/// After `ids` were marked deleted: their open history rows close.
+pub(crate) fn after_delete<'a>(
+    b: Backend,
+    ids: &'a [String],
+    at: &Val,
+    run: &Val,
+) -> Statements<'a> {
+    let mut all: Statements<'a> = Box::new(std::iter::empty());
+    for t in &TRACKED {
+        all = Box::new(all.chain(b.for_ids(
+            &format!(
+                "UPDATE {} SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({{ids}})",
+                t.table
+            ),
+            vec![at.clone(), run.clone()],
+            ids,
+            "closing the history rows of deleted sources",
+        )));
+    }
+    all
+}

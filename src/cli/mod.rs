@@ -142,7 +142,6 @@ pub enum Command {
     },
 }
 
-/// Runs the parsed command line; the process exits with what this returns.
 impl Command {
     /// The runtime's worker threads for this command. A sync's pace is set by the
     /// database's writer (SQLite's own thread, or the PostgreSQL server), so the commands

@@ -485,6 +485,51 @@ async fn dashboard_questions_give_the_answers_the_known_changes_imply() {
     }
 }
 
+/// A first sync writes new sources' history rows from memory, a later run compares the
+/// stored ones in SQL: the two must agree on every state (id-less bots, bots without
+/// channels, wallets with unparsed costs), or a run that touches a source elsewhere would
+/// close and reopen all its rows.
+#[tokio::test]
+async fn history_rows_of_new_sources_are_what_a_later_run_compares_with() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(300, 21)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let backend = m.backend();
+        let first = history_rows(&m).await;
+        let shapes = &m
+            .dump(
+                "SELECT SUM(CASE WHEN bot_id IS NULL THEN 1 ELSE 0 END) AS idless, \
+                 SUM(CASE WHEN channels IS NULL THEN 1 ELSE 0 END) AS no_channels, \
+                 SUM(CASE WHEN channels LIKE '%,%' THEN 1 ELSE 0 END) AS many_channels \
+                 FROM source_bot_history",
+            )
+            .await[0];
+        for shape in ["idless", "no_channels", "many_channels"] {
+            assert!(
+                shapes[shape].as_i64().unwrap_or(0) > 0,
+                "{backend}: the listing has no bot of the shape {shape}: {shapes:?}"
+            );
+        }
+        sim.edit(|records| {
+            for r in records.iter_mut() {
+                r["name"] = json!(format!("{} (renamed)", r["name"].as_str().unwrap_or("")));
+            }
+        });
+        let second = m.sync().await;
+        assert_eq!(second.status, RunStatus::Succeeded, "{backend}");
+        assert_eq!(
+            second.counts.updated, 300,
+            "{backend}: every source changed"
+        );
+        assert_eq!(
+            history_rows(&m).await,
+            first,
+            "{backend}: a run that changed only names closed or opened history rows"
+        );
+    }
+}
+
 #[tokio::test]
 async fn sync_health_tells_partial_runs_from_full_successes() {
     for db in databases().await {

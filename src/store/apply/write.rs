@@ -1,6 +1,7 @@
 //! The writer: a batch of decisions as one chain of statements (old child rows deleted,
-//! sources upserted, child rows and bots inserted, versions closed and opened, change rows,
-//! the dashboards' history), and the tables the store adds rows of, typed like the model's.
+//! sources upserted, child rows and bots inserted, versions closed and opened (copied from
+//! the sources just written), change rows, the dashboards' history), and the tables the
+//! store adds rows of, typed like the model's.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::decide::{Book, Change};
 use crate::model::tables::{columns, TableRows};
-use crate::model::{Children, Columns, Prepared, SourceRow, Val};
+use crate::model::{Children, Columns, Prepared, Row, SourceRow, Val};
 use crate::store::sql::Statements;
 use crate::store::{dashboards, Backend, Conn, StoreError};
 
@@ -24,19 +25,6 @@ columns! {
         last_changed_run_id: Int,
         deleted_at: Time,
         deleted_run_id: Int,
-    }
-}
-
-columns! {
-    pub struct NewVersion in "source_versions" {
-        source_id: Key,
-        version: Int,
-        valid_from: Time,
-        valid_to: Time,
-        opened_run_id: Int,
-        closed_run_id: Int,
-        content_hash: Text,
-        record: Json,
     }
 }
 
@@ -144,19 +132,13 @@ pub(super) async fn write(
     let b = conn.backend();
     let width = SourceRow::COLUMNS.len() + SourceBook::COLUMNS.len();
     let mut source_rows = Vec::with_capacity(written.len());
-    let mut versions = Vec::with_capacity(written.len());
+    let mut ids = Vec::with_capacity(written.len());
     let mut children = Children::default();
     let mut bots: HashMap<String, Option<String>> = HashMap::new();
-    // Written and not replaced: first seen by this run, and written once.
-    let fresh: Vec<String> = {
-        let replaced: HashSet<&String> = replaced.iter().collect();
-        written
-            .iter()
-            .map(|(p, _)| &p.id)
-            .filter(|id| !replaced.contains(id))
-            .cloned()
-            .collect()
-    };
+    // Written and not replaced: first seen by this run, and written once, so their history
+    // rows are their states (nothing stored to compare with).
+    let known: HashSet<&String> = replaced.iter().collect();
+    let mut new_states: [Vec<Row>; 2] = Default::default();
     for (prep, book) in written {
         let Prepared {
             id,
@@ -167,6 +149,11 @@ pub(super) async fn write(
             bots: assigned,
             ..
         } = prep;
+        if !known.contains(&id) {
+            for (all, rows) in new_states.iter_mut().zip(dashboards::states(&own)) {
+                all.extend(rows);
+            }
+        }
         let (version, last_changed_at, last_changed_run_id, deleted_at, deleted_run_id) = match book
         {
             Book::New { version } => (version, at, run_id, None, None),
@@ -181,8 +168,8 @@ pub(super) async fn write(
         let mut row = Vec::with_capacity(width);
         source_row.push_values(&mut row);
         SourceBook {
-            raw_record: Some(record_json.clone()),
-            content_hash: hash.clone(),
+            raw_record: Some(record_json),
+            content_hash: hash,
             version: Some(version),
             first_seen_at: Some(at),
             first_seen_run_id: Some(run_id),
@@ -193,16 +180,7 @@ pub(super) async fn write(
         }
         .push_values(&mut row);
         source_rows.push(row);
-        versions.push(NewVersion {
-            source_id: id,
-            version: Some(version),
-            valid_from: Some(at),
-            valid_to: None,
-            opened_run_id: Some(run_id),
-            closed_run_id: None,
-            content_hash: Some(hash),
-            record: Some(record_json),
-        });
+        ids.push(id);
         children.append(&mut own);
         bots.extend(assigned);
     }
@@ -264,10 +242,16 @@ pub(super) async fn write(
         close,
         "closing the versions of changed sources",
     );
-    let versions = insert(
-        b,
-        Box::new(versions),
-        "ON CONFLICT (source_id, version) DO UPDATE SET content_hash = excluded.content_hash, record = excluded.record",
+    // A version's record is its source's: copied from the row just written, so the
+    // record is sent and (on PostgreSQL) parsed once (docs/performance.md, step 16).
+    let versions = b.for_ids(
+        "INSERT INTO source_versions (source_id, version, valid_from, valid_to, opened_run_id, \
+         closed_run_id, content_hash, record) \
+         SELECT source_id, version, $1, NULL, $2, NULL, content_hash, raw_record FROM sources \
+         WHERE source_id IN ({ids}) \
+         ON CONFLICT (source_id, version) DO UPDATE SET content_hash = excluded.content_hash, record = excluded.record",
+        vec![at_val.clone(), run.clone()],
+        &ids,
         "writing source versions",
     );
     let changes = insert(b, Box::new(changes), "", "writing source changes");
@@ -279,7 +263,8 @@ pub(super) async fn write(
             .chain(close)
             .chain(versions)
             .chain(changes)
-            .chain(dashboards::after_write(b, &fresh, replaced, &at_val, &run)),
+            .chain(dashboards::open_new(b, new_states, &at_val, &run))
+            .chain(dashboards::after_write(b, replaced, &at_val, &run)),
     ))
     .await
 }

@@ -38,7 +38,7 @@ pub struct Backfilled {
     pub unparsed: u64,
 }
 
-/// The state rows of one version: per tracked table, `source_id`, state, copied.
+/// The state rows of one version, per tracked table (see [`super::states`]).
 fn states(source_id: &str, record: &str) -> Result<[Vec<Row>; 2], StoreError> {
     let corrupt = |e: String| {
         StoreError::Corrupt(format!(
@@ -59,53 +59,7 @@ fn states(source_id: &str, record: &str) -> Result<[Vec<Row>; 2], StoreError> {
         false,
     )
     .map_err(|r| corrupt(r.defect.to_string()))?;
-    let children = &prepared.children;
-    let sid = Val::Text(Some(source_id.to_string()));
-    // The columns of `BOTS.state` and of `WALLET_STATE` then `WALLET_NUMBERS`, after the id.
-    let bot_rows = children
-        .bots
-        .iter()
-        .map(|bot| {
-            let named: Vec<&str> = children
-                .bot_channels
-                .iter()
-                .filter(|c| c.bot_position == bot.position)
-                .filter_map(|c| c.channel.as_deref())
-                .collect();
-            let keyed_by_position = bot.bot_id.is_none().then_some(bot.position as i64);
-            vec![
-                sid.clone(),
-                Val::Text(bot.bot_id.clone()),
-                Val::Int(keyed_by_position),
-                Val::Text(bot.bot_name.clone()),
-                Val::Text(bot.persona_name_override.clone()),
-                Val::Bool(bot.enabled),
-                Val::Text((!named.is_empty()).then(|| named.join(", "))),
-            ]
-        })
-        .collect();
-    let wallet_rows = children
-        .wallets
-        .iter()
-        .map(|w| {
-            vec![
-                sid.clone(),
-                Val::Bool(w.re_billing),
-                Val::Bool(w.auto_refill),
-                Val::Int(w.top_up_amount),
-                Val::Int(w.refill_threshold),
-                Val::Text(w.stripe_customer_id.clone()),
-                Val::Text(w.currency.clone()),
-                Val::Text(w.response_unit_cost_override_text.clone()),
-                Val::Text(w.storage_unit_cost_override_text.clone()),
-                Val::Text(w.user_unit_cost_override_text.clone()),
-                Val::Decimal(w.response_unit_cost_override.clone()),
-                Val::Decimal(w.storage_unit_cost_override.clone()),
-                Val::Decimal(w.user_unit_cost_override.clone()),
-            ]
-        })
-        .collect();
-    Ok([bot_rows, wallet_rows])
+    Ok(super::states(&prepared.children))
 }
 
 /// Interval bookkeeping of one source in one table, as [`after_write`] does it in SQL.
@@ -222,13 +176,7 @@ pub async fn backfill(conn: &mut Conn<'_>) -> Result<Backfilled, StoreError> {
             }
         }
         for (t, rows) in TRACKED.iter().zip(rows) {
-            let columns: Vec<&str> = ["source_id"]
-                .iter()
-                .chain(t.state)
-                .chain(t.copied)
-                .chain(&["valid_from", "valid_to", "opened_run_id", "closed_run_id"])
-                .copied()
-                .collect();
+            let columns = t.columns(&["valid_from", "valid_to", "opened_run_id", "closed_run_id"]);
             done.rows += conn
                 .send(b.insert(t.table, &columns, rows, "", "writing the history backfill"))
                 .await?;

@@ -11,7 +11,8 @@ mod backfill;
 
 use super::sql::Statements;
 use super::Backend;
-use crate::model::Val;
+use crate::model::tables::columns;
+use crate::model::{Children, Columns, Row, Val};
 
 pub(crate) use backfill::run_pending;
 pub use backfill::{backfill, Backfilled};
@@ -97,7 +98,125 @@ fn wallets_now(_: Backend) -> String {
 
 const TRACKED: [Tracked; 2] = [BOTS, WALLETS];
 
+columns! {
+    /// A bot's state on a source: `source_id`, then [`BOTS`]' state columns.
+    pub struct BotState {
+        source_id: Key,
+        bot_id: Text,
+        /// The position of a bot without an id (it is known by it), else NULL.
+        bot_position: Int,
+        bot_name: Text,
+        persona_name_override: Text,
+        enabled: Bool,
+        /// The bot's channels in order, `, `-joined (NULL when it has none).
+        channels: Text,
+    }
+}
+
+columns! {
+    /// A wallet's state: `source_id`, then [`WALLETS`]' state and copied columns.
+    pub struct WalletState {
+        source_id: Key,
+        re_billing: Bool,
+        auto_refill: Bool,
+        top_up_amount: Int,
+        refill_threshold: Int,
+        stripe_customer_id: Text,
+        currency: Text,
+        response_unit_cost_override_text: Text,
+        storage_unit_cost_override_text: Text,
+        user_unit_cost_override_text: Text,
+        response_unit_cost_override: Decimal,
+        storage_unit_cost_override: Decimal,
+        user_unit_cost_override: Decimal,
+    }
+}
+
+/// The states of one source's bots and wallet, per tracked table, as the `current` SQL of
+/// [`BOTS`] and [`WALLETS`] reads them back from the written rows.
+pub(crate) fn states(children: &Children) -> [Vec<Row>; 2] {
+    let bots = children.bots.iter().map(|bot| {
+        let named: Vec<&str> = children
+            .bot_channels
+            .iter()
+            .filter(|c| c.source_id == bot.source_id && c.bot_position == bot.position)
+            .filter_map(|c| c.channel.as_deref())
+            .collect();
+        BotState {
+            source_id: bot.source_id.clone(),
+            bot_id: bot.bot_id.clone(),
+            bot_position: bot.bot_id.is_none().then_some(bot.position as i64),
+            bot_name: bot.bot_name.clone(),
+            persona_name_override: bot.persona_name_override.clone(),
+            enabled: bot.enabled,
+            channels: (!named.is_empty()).then(|| named.join(", ")),
+        }
+        .into_row()
+    });
+    let wallets = children.wallets.iter().map(|w| {
+        WalletState {
+            source_id: w.source_id.clone(),
+            re_billing: w.re_billing,
+            auto_refill: w.auto_refill,
+            top_up_amount: w.top_up_amount,
+            refill_threshold: w.refill_threshold,
+            stripe_customer_id: w.stripe_customer_id.clone(),
+            currency: w.currency.clone(),
+            response_unit_cost_override_text: w.response_unit_cost_override_text.clone(),
+            storage_unit_cost_override_text: w.storage_unit_cost_override_text.clone(),
+            user_unit_cost_override_text: w.user_unit_cost_override_text.clone(),
+            response_unit_cost_override: w.response_unit_cost_override.clone(),
+            storage_unit_cost_override: w.storage_unit_cost_override.clone(),
+            user_unit_cost_override: w.user_unit_cost_override.clone(),
+        }
+        .into_row()
+    });
+    [bots.collect(), wallets.collect()]
+}
+
+/// The history rows new sources open, one per state (see [`states`]), written as rows are
+/// (a `COPY` on PostgreSQL when there are many): nothing stored to compare with. (Read back
+/// from the tables just written instead, a first sync's history cost grew with the square of
+/// the listing on PostgreSQL: docs/performance.md, step 16.)
+pub(crate) fn open_new(
+    b: Backend,
+    states: [Vec<Row>; 2],
+    at: &Val,
+    run: &Val,
+) -> Statements<'static> {
+    let (at, run) = (at.clone(), run.clone());
+    Box::new(TRACKED.iter().zip(states).flat_map(move |(t, rows)| {
+        let columns = t.columns(&["valid_from", "opened_run_id"]);
+        let rows = rows
+            .into_iter()
+            .map(|mut row| {
+                row.extend([at.clone(), run.clone()]);
+                row
+            })
+            .collect();
+        b.insert(
+            t.table,
+            &columns,
+            rows,
+            "",
+            "opening history rows of new sources",
+        )
+    }))
+}
+
 impl Tracked {
+    /// `source_id`, the state and copied columns (the columns of [`states`]' rows), then
+    /// `more`.
+    fn columns<'a>(&self, more: &[&'a str]) -> Vec<&'a str> {
+        ["source_id"]
+            .iter()
+            .chain(self.state)
+            .chain(self.copied)
+            .chain(more)
+            .copied()
+            .collect()
+    }
+
     /// `a` and `b` hold the same source in the same state (NULLs equal), written so that a
     /// lookup goes by the source and the key columns, whatever the planner knows:
     /// - SQLite: `IS` on the key (its indexes serve `IS`), and `+column` for the rest of the
@@ -124,36 +243,28 @@ impl Tracked {
         text
     }
 
-    /// The statements that open a row for each current state of `ids`: all of them for
-    /// sources with no rows here yet (first seen by this run, and written once: nothing to
-    /// compare with), else only the states without an open row.
-    fn open<'a>(
-        &self,
-        b: Backend,
-        ids: &'a [String],
-        at: &Val,
-        run: &Val,
-        fresh: bool,
-    ) -> Statements<'a> {
-        let columns: Vec<&str> = self.state.iter().chain(self.copied).copied().collect();
-        let mut sql = format!(
-            "INSERT INTO {t} (source_id, {}, valid_from, opened_run_id) SELECT c.source_id, {}, $1, $2 FROM ({}) c",
+    /// The statements that open a row for each current state of `ids` without an open row.
+    fn open<'a>(&self, b: Backend, ids: &'a [String], at: &Val, run: &Val) -> Statements<'a> {
+        let columns = self.columns(&[]);
+        let sql = format!(
+            "INSERT INTO {t} ({}, valid_from, opened_run_id) SELECT {}, $1, $2 FROM ({}) c \
+             WHERE NOT EXISTS (SELECT 1 FROM {t} h WHERE h.valid_to IS NULL AND {})",
             columns.join(", "),
-            columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
+            columns
+                .iter()
+                .map(|c| format!("c.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             (self.current)(b),
+            self.same(b, "h", "c"),
             t = self.table,
         );
-        let doing = if fresh {
-            "opening history rows of new sources"
-        } else {
-            sql.push_str(&format!(
-                " WHERE NOT EXISTS (SELECT 1 FROM {} h WHERE h.valid_to IS NULL AND {})",
-                self.table,
-                self.same(b, "h", "c")
-            ));
-            "opening history rows of changed sources"
-        };
-        b.for_ids(&sql, vec![at.clone(), run.clone()], ids, doing)
+        b.for_ids(
+            &sql,
+            vec![at.clone(), run.clone()],
+            ids,
+            "opening history rows of changed sources",
+        )
     }
 
     /// The statements that bring the open rows of `ids` to the sources' current rows.
@@ -196,28 +307,25 @@ impl Tracked {
             ids,
             "reopening history rows this run closed",
         );
-        let open = self.open(b, ids, at, run, false);
+        let open = self.open(b, ids, at, run);
         Box::new(drop_own.chain(close).chain(reopen).chain(open))
     }
 }
 
 /// After the child rows of sources were written: for `known` ones (stored before, or
 /// written before in this run), close the history rows whose state is gone and open rows
-/// for the states that have none; for `fresh` ones, open a row per state. (The comparison
-/// is what costs: sent for all 10,000 sources of a first sync, it was most of its time.)
+/// for the states that have none. (New sources' rows come from [`open_new`]: the
+/// comparison is what costs, and sent for all 10,000 sources of a first sync, it was most
+/// of its time.)
 pub(crate) fn after_write<'a>(
     b: Backend,
-    fresh: &'a [String],
     known: &'a [String],
     at: &Val,
     run: &Val,
 ) -> Statements<'a> {
     let mut all: Statements<'a> = Box::new(std::iter::empty());
     for t in &TRACKED {
-        all = Box::new(
-            all.chain(t.after_write(b, known, at, run))
-                .chain(t.open(b, fresh, at, run, true)),
-        );
+        all = Box::new(all.chain(t.after_write(b, known, at, run)));
     }
     all
 }
@@ -242,4 +350,15 @@ pub(crate) fn after_delete<'a>(
         )));
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_states_built_in_memory_have_the_columns_the_sql_compares() {
+        assert_eq!(BOTS.columns(&[]), BotState::COLUMNS);
+        assert_eq!(WALLETS.columns(&[]), WalletState::COLUMNS);
+    }
 }

@@ -404,6 +404,7 @@ async fn walk_and_apply(
     }
     // `missing` sent the pending writes already; this states the rule for the commit.
     applier.flush().await?;
+    applier.gather_statistics().await?;
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok((status, note))
 }

@@ -387,3 +387,56 @@ async fn a_bulk_insert_stores_every_value_as_given() {
         }
     }
 }
+
+/// PostgreSQL plans the next run's lookups by id with the statistics of the tables; a new
+/// database has none until something runs `ANALYZE` (autovacuum may be off, or not yet come
+/// round). The first run that writes gathers them; a dry run writes nothing, statistics
+/// included.
+#[tokio::test]
+async fn the_first_run_leaves_postgresql_statistics_for_the_tables_it_wrote() {
+    let (sim, server) = simulator(sim_options(60, 5)).await;
+    for db in databases().await {
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        if m.store.backend() != closebot_sync::store::Backend::Postgres {
+            continue;
+        }
+        let tuples = || async {
+            m.dump(
+                "SELECT c.relname::text AS name, c.reltuples::float8 AS tuples FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() \
+                 AND c.relname IN ('sources', 'source_bots', 'source_bot_history', 'source_versions') \
+                 ORDER BY 1",
+            )
+            .await
+            .into_iter()
+            .map(|r| (r["name"].as_str().unwrap().to_string(), r["tuples"].as_f64().unwrap()))
+            .collect::<Vec<_>>()
+        };
+        let dry = m
+            .sync_with(closebot_sync::sync::SyncOptions {
+                trigger: "test".into(),
+                dry_run: true,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(dry.status, RunStatus::Succeeded);
+        let before = tuples().await;
+        assert_eq!(before.len(), 4, "{before:?}");
+        assert!(
+            before.iter().all(|(_, t)| *t < 0.0),
+            "a dry run analyzed: {before:?}"
+        );
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let after = tuples().await;
+        assert!(
+            after.iter().all(|(_, t)| *t > 0.0),
+            "tables without statistics after the first run: {after:?}"
+        );
+        assert!(
+            after
+                .iter()
+                .any(|(n, t)| n == "sources" && *t == sim.listing().len() as f64),
+            "{after:?}"
+        );
+    }
+}

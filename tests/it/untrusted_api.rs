@@ -444,7 +444,9 @@ async fn a_lone_surrogate_reads_as_a_replacement_character_and_big_numbers_are_k
                     "{}: {place}: {field} came back as {kept}",
                     m.backend()
                 );
-                if m.backend() == "sqlite" && !number.contains('e') {
+                if m.store.backend() == closebot_sync::store::Backend::Sqlite
+                    && !number.contains('e')
+                {
                     // serde_json spells an exponent with its sign (1e+400); digits stay.
                     assert_eq!(kept, number, "SQLite keeps the digits as sent");
                 }

@@ -192,7 +192,8 @@ fn measured(
     }
 }
 
-/// The scenarios on one database: first sync, no-op, dry runs, 1% changed.
+/// The scenarios on one database: a dry run over the empty database (the first sync's
+/// floor), the first sync, no-op, dry runs, 1% changed.
 async fn measure_size(
     runner: &Runner,
     sim: &Simulator,
@@ -213,6 +214,8 @@ async fn measure_size(
         }
         anyhow::Ok(reports)
     };
+    step("dry run, nothing stored");
+    let dry_empty = again(true).await?;
     step("first sync");
     let first = runner.sync(db, false, concurrency).await?;
     step("no-op resync");
@@ -225,7 +228,9 @@ async fn measure_size(
     step("1% changed");
     let changed = runner.sync(db, false, concurrency).await?;
 
-    let first = measured(sources, backend, "first sync", &[first]);
+    let dry_empty = measured(sources, backend, "dry run, nothing stored", &dry_empty);
+    let mut first = measured(sources, backend, "first sync", &[first]);
+    first.floor = Some(dry_empty.seconds);
     let dry = measured(sources, backend, "dry run, nothing changed", &dry);
     let mut noop = measured(sources, backend, "no-op resync", &noop);
     let dry_changed = measured(sources, backend, "dry run, 1% changed", &dry_changed);
@@ -233,7 +238,7 @@ async fn measure_size(
     noop.floor = Some(dry.seconds);
     changed.floor = Some(dry_changed.seconds);
     db.drop_all().await?;
-    Ok(vec![first, dry, noop, dry_changed, changed])
+    Ok(vec![dry_empty, first, dry, noop, dry_changed, changed])
 }
 
 /// The latency-hiding run: `--dry-run` over 100 pages with `latency` per request, at the

@@ -252,13 +252,14 @@ impl Applier {
     }
 
     /// Gives PostgreSQL statistics for the tables this run wrote that have none yet (a new
-    /// database: `pg_class.reltuples` stays -1 until the first `ANALYZE`). Without them the
-    /// planner takes an id list of a few hundred ids to match every row, and the next run's
-    /// deletes and history statements scan whole tables: the first 1%-changed run after a
-    /// first sync of 100,000 sources spent seconds so where autovacuum had not run yet, or is
-    /// off (docs/performance.md, step 17). A small sample (`default_statistics_target` 10)
-    /// serves lookups by id; autovacuum refines it later. Runs inside the run's transaction,
-    /// so its time is the run's. SQLite's planner does without.
+    /// database: from PostgreSQL 14, `pg_class.reltuples` is -1 until the first `ANALYZE`;
+    /// older servers say 0 and are left to autovacuum). Without them the planner takes an
+    /// id list of a few hundred ids to match every row, and the next run's deletes and
+    /// history statements scan whole tables: the first 1%-changed run after a first sync of
+    /// 100,000 sources spent seconds so where autovacuum had not run yet, or is off
+    /// (docs/performance.md, step 17). A small sample (`default_statistics_target` 10)
+    /// serves lookups by id; autovacuum refines it later. Runs inside the run's
+    /// transaction, so its time is the run's. SQLite's planner does without.
     pub async fn gather_statistics(&mut self) -> Result<(), StoreError> {
         #[derive(sqlx::FromRow)]
         struct Table {

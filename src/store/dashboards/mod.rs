@@ -11,7 +11,7 @@ mod backfill;
 
 use super::sql::Statements;
 use super::Backend;
-use crate::model::tables::columns;
+use crate::model::tables::{columns, WalletRow};
 use crate::model::{Children, Columns, Row, Val};
 
 pub(crate) use backfill::run_pending;
@@ -20,30 +20,25 @@ pub use backfill::{backfill, Backfilled};
 /// The history tables, for undoing one run's effect on a source (see the module's opening).
 pub(crate) const HISTORY_TABLES: [&str; 2] = ["source_bot_history", "source_wallet_history"];
 
-/// A history table: its name, the columns whose change opens a new interval, the columns
-/// copied along (derived from the state), and the current state of some sources
-/// (`{ids}` is the id list) as rows of `source_id`, state, copied.
+/// A history table: its name, the columns of a state row ([`states`]), and the current
+/// state of some sources (`{ids}` is the id list) as such rows.
 struct Tracked {
     table: &'static str,
+    /// `source_id`, then the state's columns; a change in any but the `copied` ones opens a
+    /// new interval.
+    columns: &'static [&'static str],
     /// The state columns that tell one row of a source from another (a bot's id, or its
     /// position when it has none): lookups go by the source and these.
     key: &'static [&'static str],
-    state: &'static [&'static str],
+    /// Columns copied along, derived from the others (a cost override as a number).
     copied: &'static [&'static str],
     current: fn(Backend) -> String,
 }
 
 const BOTS: Tracked = Tracked {
     table: "source_bot_history",
+    columns: BotState::COLUMNS,
     key: &["bot_id", "bot_position"],
-    state: &[
-        "bot_id",
-        "bot_position",
-        "bot_name",
-        "persona_name_override",
-        "enabled",
-        "channels",
-    ],
     copied: &[],
     current: bots_now,
 };
@@ -63,43 +58,30 @@ fn bots_now(b: Backend) -> String {
     )
 }
 
-const WALLET_STATE: [&str; 9] = [
-    "re_billing",
-    "auto_refill",
-    "top_up_amount",
-    "refill_threshold",
-    "stripe_customer_id",
-    "currency",
-    "response_unit_cost_override_text",
-    "storage_unit_cost_override_text",
-    "user_unit_cost_override_text",
-];
-const WALLET_NUMBERS: [&str; 3] = [
-    "response_unit_cost_override",
-    "storage_unit_cost_override",
-    "user_unit_cost_override",
-];
-
+/// A wallet's state is its row of `source_wallets`.
 const WALLETS: Tracked = Tracked {
     table: "source_wallet_history",
+    columns: WalletRow::COLUMNS,
     key: &[],
-    state: &WALLET_STATE,
-    copied: &WALLET_NUMBERS,
+    copied: &[
+        "response_unit_cost_override",
+        "storage_unit_cost_override",
+        "user_unit_cost_override",
+    ],
     current: wallets_now,
 };
 
 fn wallets_now(_: Backend) -> String {
     format!(
-        "SELECT source_id, {}, {} FROM source_wallets WHERE source_id IN ({{ids}})",
-        WALLET_STATE.join(", "),
-        WALLET_NUMBERS.join(", ")
+        "SELECT {} FROM source_wallets WHERE source_id IN ({{ids}})",
+        WalletRow::COLUMNS.join(", ")
     )
 }
 
 const TRACKED: [Tracked; 2] = [BOTS, WALLETS];
 
 columns! {
-    /// A bot's state on a source: `source_id`, then [`BOTS`]' state columns.
+    /// A bot's state on a source.
     pub struct BotState {
         source_id: Key,
         bot_id: Text,
@@ -110,25 +92,6 @@ columns! {
         enabled: Bool,
         /// The bot's channels in order, `, `-joined (NULL when it has none).
         channels: Text,
-    }
-}
-
-columns! {
-    /// A wallet's state: `source_id`, then [`WALLETS`]' state and copied columns.
-    pub struct WalletState {
-        source_id: Key,
-        re_billing: Bool,
-        auto_refill: Bool,
-        top_up_amount: Int,
-        refill_threshold: Int,
-        stripe_customer_id: Text,
-        currency: Text,
-        response_unit_cost_override_text: Text,
-        storage_unit_cost_override_text: Text,
-        user_unit_cost_override_text: Text,
-        response_unit_cost_override: Decimal,
-        storage_unit_cost_override: Decimal,
-        user_unit_cost_override: Decimal,
     }
 }
 
@@ -153,24 +116,7 @@ pub(crate) fn states(children: &Children) -> [Vec<Row>; 2] {
         }
         .into_row()
     });
-    let wallets = children.wallets.iter().map(|w| {
-        WalletState {
-            source_id: w.source_id.clone(),
-            re_billing: w.re_billing,
-            auto_refill: w.auto_refill,
-            top_up_amount: w.top_up_amount,
-            refill_threshold: w.refill_threshold,
-            stripe_customer_id: w.stripe_customer_id.clone(),
-            currency: w.currency.clone(),
-            response_unit_cost_override_text: w.response_unit_cost_override_text.clone(),
-            storage_unit_cost_override_text: w.storage_unit_cost_override_text.clone(),
-            user_unit_cost_override_text: w.user_unit_cost_override_text.clone(),
-            response_unit_cost_override: w.response_unit_cost_override.clone(),
-            storage_unit_cost_override: w.storage_unit_cost_override.clone(),
-            user_unit_cost_override: w.user_unit_cost_override.clone(),
-        }
-        .into_row()
-    });
+    let wallets = children.wallets.iter().map(|w| w.clone().into_row());
     [bots.collect(), wallets.collect()]
 }
 
@@ -205,16 +151,9 @@ pub(crate) fn open_new(
 }
 
 impl Tracked {
-    /// `source_id`, the state and copied columns (the columns of [`states`]' rows), then
-    /// `more`.
+    /// The columns of a state row, then `more`.
     fn columns<'a>(&self, more: &[&'a str]) -> Vec<&'a str> {
-        ["source_id"]
-            .iter()
-            .chain(self.state)
-            .chain(self.copied)
-            .chain(more)
-            .copied()
-            .collect()
+        self.columns.iter().chain(more).copied().collect()
     }
 
     /// `a` and `b` hold the same source in the same state (NULLs equal), written so that a
@@ -228,7 +167,10 @@ impl Tracked {
     ///   compared with all the others.
     fn same(&self, backend: Backend, a: &str, b: &str) -> String {
         let mut text = format!("{a}.source_id = {b}.source_id");
-        for c in self.state {
+        for c in self.columns[1..]
+            .iter()
+            .filter(|c| !self.copied.contains(c))
+        {
             let key = self.key.contains(c);
             text.push_str(&match backend {
                 Backend::Sqlite if key => format!(" AND {a}.{c} IS {b}.{c}"),
@@ -353,15 +295,4 @@ pub(crate) fn after_delete<'a>(
         )));
     }
     all
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_states_built_in_memory_have_the_columns_the_sql_compares() {
-        assert_eq!(BOTS.columns(&[]), BotState::COLUMNS);
-        assert_eq!(WALLETS.columns(&[]), WalletState::COLUMNS);
-    }
 }

@@ -94,6 +94,10 @@ pub struct Applier {
     written: u64,
     unparsed: u64,
     pending: Pending,
+    /// Whether `sources` held any row when the run began (read with the first page): when
+    /// it held none, no source has a stored state to read but those this run wrote, which
+    /// it decides from memory.
+    stored_before: Option<bool>,
 }
 
 impl Applier {
@@ -114,6 +118,7 @@ impl Applier {
             written: 0,
             unparsed: 0,
             pending: Pending::default(),
+            stored_before: None,
         }
     }
 
@@ -245,14 +250,18 @@ impl Applier {
         plan: &mut Plan,
     ) -> Result<(), StoreError> {
         let ids: Vec<String> = by_id.keys().cloned().collect();
+        let anything_stored = self.stored_before().await?;
         let mut conn = self.tx.conn();
-        let stored: HashMap<String, Stored> = conn
-            .fetch_for_ids::<Stored>(STORED, vec![], &ids)
-            .await
-            .doing("reading the stored content hashes")?
-            .into_iter()
-            .map(|s| (s.source_id.clone(), s))
-            .collect();
+        let stored: HashMap<String, Stored> = if anything_stored {
+            conn.fetch_for_ids::<Stored>(STORED, vec![], &ids)
+                .await
+                .doing("reading the stored content hashes")?
+                .into_iter()
+                .map(|s| (s.source_id.clone(), s))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let differs: Vec<String> = ids
             .iter()
             .filter(|id| {
@@ -280,6 +289,27 @@ impl Applier {
             self.decide(prep, stored.get(&id), changes, false, plan);
         }
         Ok(())
+    }
+
+    /// Whether `sources` held any row before this run wrote (see `stored_before`). The
+    /// first call comes with the first page, before any write of the run.
+    async fn stored_before(&mut self) -> Result<bool, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Any {
+            any: bool,
+        }
+        if let Some(any) = self.stored_before {
+            return Ok(any);
+        }
+        let rows: Vec<Any> = self
+            .tx
+            .conn()
+            .fetch_all("SELECT EXISTS (SELECT 1 FROM sources) AS any", vec![])
+            .await
+            .doing("reading whether the mirror holds any source")?;
+        let any = rows.first().is_some_and(|r| r.any);
+        self.stored_before = Some(any);
+        Ok(any)
     }
 
     /// Decides one source (see [`decide::decide`]) and adds what it writes to `plan`.

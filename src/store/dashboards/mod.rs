@@ -9,6 +9,8 @@
 
 mod backfill;
 
+use std::collections::HashMap;
+
 use super::sql::Statements;
 use super::Backend;
 use crate::model::tables::{columns, WalletRow};
@@ -98,13 +100,26 @@ columns! {
 /// The states of one source's bots and wallet, per tracked table, as the `current` SQL of
 /// [`BOTS`] and [`WALLETS`] reads them back from the written rows.
 pub(crate) fn states(children: &Children) -> [Vec<Row>; 2] {
+    // Each bot's channels in their order, gathered in one pass: a source may hold tens of
+    // thousands of bots.
+    let mut channels: HashMap<(&str, usize), Vec<(usize, &str)>> = HashMap::new();
+    for c in &children.bot_channels {
+        if let Some(name) = c.channel.as_deref() {
+            channels
+                .entry((c.source_id.as_str(), c.bot_position))
+                .or_default()
+                .push((c.position, name));
+        }
+    }
+    let channels: HashMap<(&str, usize), String> = channels
+        .into_iter()
+        .map(|(bot, mut named)| {
+            named.sort_unstable();
+            let names: Vec<&str> = named.into_iter().map(|(_, name)| name).collect();
+            (bot, names.join(", "))
+        })
+        .collect();
     let bots = children.bots.iter().map(|bot| {
-        let named: Vec<&str> = children
-            .bot_channels
-            .iter()
-            .filter(|c| c.source_id == bot.source_id && c.bot_position == bot.position)
-            .filter_map(|c| c.channel.as_deref())
-            .collect();
         BotState {
             source_id: bot.source_id.clone(),
             bot_id: bot.bot_id.clone(),
@@ -112,7 +127,9 @@ pub(crate) fn states(children: &Children) -> [Vec<Row>; 2] {
             bot_name: bot.bot_name.clone(),
             persona_name_override: bot.persona_name_override.clone(),
             enabled: bot.enabled,
-            channels: (!named.is_empty()).then(|| named.join(", ")),
+            channels: channels
+                .get(&(bot.source_id.as_str(), bot.position))
+                .cloned(),
         }
         .into_row()
     });
@@ -122,8 +139,8 @@ pub(crate) fn states(children: &Children) -> [Vec<Row>; 2] {
 
 /// The history rows new sources open, one per state (see [`states`]), written as rows are
 /// (a `COPY` on PostgreSQL when there are many): nothing stored to compare with. (Read back
-/// from the tables just written instead, a first sync's history cost grew with the square of
-/// the listing on PostgreSQL: docs/performance.md, step 16.)
+/// from the tables just written instead, a first sync's history cost grew faster than the
+/// listing on PostgreSQL, 28-33 x for 10 x the sources: docs/performance.md, steps 15-16.)
 pub(crate) fn open_new(
     b: Backend,
     states: [Vec<Row>; 2],
@@ -295,4 +312,58 @@ pub(crate) fn after_delete<'a>(
         )));
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tables::{BotChannelRow, BotRow};
+
+    #[test]
+    fn a_bots_state_holds_its_named_channels_in_their_order_and_an_id_less_bot_its_position() {
+        let bot = |position, bot_id: Option<&str>| BotRow {
+            source_id: "s1".into(),
+            position,
+            bot_id: bot_id.map(str::to_string),
+            bot_name: Some(format!("bot {position}")),
+            persona_name_override: None,
+            enabled: Some(true),
+            tag_filter_operator: None,
+        };
+        let channel = |bot_position, position, name: Option<&str>| BotChannelRow {
+            source_id: "s1".into(),
+            bot_position,
+            position,
+            channel: name.map(str::to_string),
+        };
+        let children = Children {
+            bots: vec![bot(0, Some("b-1")), bot(1, None), bot(2, Some("b-3"))],
+            // Out of order, a NULL among them, and none for the third bot.
+            bot_channels: vec![
+                channel(0, 2, Some("Email")),
+                channel(1, 0, None),
+                channel(0, 0, Some("SMS")),
+                channel(0, 1, None),
+            ],
+            ..Children::default()
+        };
+        let [bots, wallets] = states(&children);
+        assert!(wallets.is_empty());
+        let column = |row: &Row, name: &str| {
+            row[BotState::COLUMNS.iter().position(|c| *c == name).unwrap()].clone()
+        };
+        let text = |s: &str| Val::Text(Some(s.to_string()));
+        assert_eq!(
+            bots.iter()
+                .map(|r| column(r, "channels"))
+                .collect::<Vec<_>>(),
+            vec![text("SMS, Email"), Val::Text(None), Val::Text(None)]
+        );
+        assert_eq!(
+            bots.iter()
+                .map(|r| column(r, "bot_position"))
+                .collect::<Vec<_>>(),
+            vec![Val::Int(None), Val::Int(Some(1)), Val::Int(None)]
+        );
+    }
 }

@@ -486,9 +486,9 @@ async fn dashboard_questions_give_the_answers_the_known_changes_imply() {
 }
 
 /// A first sync writes new sources' history rows from memory, a later run compares the
-/// stored ones in SQL: the two must agree on every state (id-less bots, bots without
-/// channels, wallets with unparsed costs), or a run that touches a source elsewhere would
-/// close and reopen all its rows.
+/// stored ones in SQL: the two must agree on every state (id-less bots, bots with no
+/// channel or several, wallets), or a run that touches a source elsewhere would close and
+/// reopen all its rows.
 #[tokio::test]
 async fn history_rows_of_new_sources_are_what_a_later_run_compares_with() {
     for db in databases().await {

@@ -20,7 +20,7 @@ pub(crate) use backfill::run_pending;
 pub use backfill::{backfill, Backfilled};
 
 /// The history tables, for undoing one run's effect on a source (see the module's opening).
-pub(crate) const HISTORY_TABLES: [&str; 2] = ["source_bot_history", "source_wallet_history"];
+pub(crate) const HISTORY_TABLES: [&str; 2] = [BOTS.table, WALLETS.table];
 
 /// A history table: its name, the columns of a state row ([`states`]), and the current
 /// state of some sources (`{ids}` is the id list) as such rows.
@@ -285,11 +285,12 @@ pub(crate) fn after_write<'a>(
     at: &Val,
     run: &Val,
 ) -> Statements<'a> {
-    let mut all: Statements<'a> = Box::new(std::iter::empty());
-    for t in &TRACKED {
-        all = Box::new(all.chain(t.after_write(b, known, at, run)));
-    }
-    all
+    let (at, run) = (at.clone(), run.clone());
+    Box::new(
+        TRACKED
+            .iter()
+            .flat_map(move |t| t.after_write(b, known, &at, &run)),
+    )
 }
 
 /// After `ids` were marked deleted: their open history rows close.
@@ -299,9 +300,9 @@ pub(crate) fn after_delete<'a>(
     at: &Val,
     run: &Val,
 ) -> Statements<'a> {
-    let mut all: Statements<'a> = Box::new(std::iter::empty());
-    for t in &TRACKED {
-        all = Box::new(all.chain(b.for_ids(
+    let (at, run) = (at.clone(), run.clone());
+    Box::new(TRACKED.iter().flat_map(move |t| {
+        b.for_ids(
             &format!(
                 "UPDATE {} SET valid_to = $1, closed_run_id = $2 WHERE valid_to IS NULL AND source_id IN ({{ids}})",
                 t.table
@@ -309,9 +310,8 @@ pub(crate) fn after_delete<'a>(
             vec![at.clone(), run.clone()],
             ids,
             "closing the history rows of deleted sources",
-        )));
-    }
-    all
+        )
+    }))
 }
 
 #[cfg(test)]

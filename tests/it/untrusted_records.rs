@@ -220,12 +220,17 @@ async fn a_malformed_record_is_quarantined_while_the_others_apply_and_is_taken_o
             assert_eq!(find(&stored_now), find(&stored_before), "{id}");
         }
         let run = report.run_id.unwrap();
+        // The run's row says how many, and so does the view dashboards read.
         let recorded = m
             .dump(&format!(
-                "SELECT sources_rejected FROM sync_runs WHERE run_id = {run}"
+                "SELECT r.sources_rejected, l.sources_rejected AS logged \
+                 FROM sync_runs r JOIN sync_run_log l ON l.run_id = r.run_id WHERE r.run_id = {run}"
             ))
             .await;
-        assert_eq!(recorded[0]["sources_rejected"], json!(3));
+        assert_eq!(
+            (&recorded[0]["sources_rejected"], &recorded[0]["logged"]),
+            (&json!(3), &json!(3))
+        );
 
         // `status` lists them.
         let mut c = m.store.acquire().await.unwrap();

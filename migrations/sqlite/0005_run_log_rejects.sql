@@ -1,0 +1,12 @@
+-- SQLite flavour of the PostgreSQL migration of the same number.
+-- sync_run_log gains sources_rejected, the count of sources a run quarantined (see
+-- source_rejects), the one sources_* count of sync_runs it did not show; as the last
+-- column, where PostgreSQL must put it, so the view has one shape on both databases.
+DROP VIEW sync_run_log;
+CREATE VIEW sync_run_log AS
+SELECT run_id, started_at, finished_at, status, trigger,
+       ROUND((julianday(finished_at) - julianday(started_at)) * 86400.0, 3) AS duration_seconds,
+       walks, pages, http_requests, retries, api_total, sources_seen, sources_created,
+       sources_updated, sources_unchanged, sources_deleted, sources_restored, notes, error,
+       sources_rejected
+FROM sync_runs;

@@ -5,7 +5,9 @@ use crate::config::Settings;
 
 pub(super) async fn migrate(settings: &Settings) -> Result<Ended, CommandError> {
     let store = super::connect(settings).await?;
-    let applied = store.migrate_locked().await?;
+    let applied = store.migrate_locked().await;
+    store.close().await;
+    let applied = applied?;
     println!(
         "database {} is up to date ({} applied now)",
         settings.database.url,

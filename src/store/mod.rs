@@ -51,7 +51,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("another closebot-sync is syncing into this database ({0}); this run did not start")]
     Busy(String),
-    #[error("the database schema is behind this closebot-sync ({pending} migrations pending): run `closebot-sync migrate`")]
+    #[error("the database schema is behind this closebot-sync ({} pending): run `closebot-sync migrate`", crate::text::count(*pending as u64, "migration", "migrations"))]
     Outdated { pending: usize },
     #[error("the database holds data this closebot-sync cannot read: {0}")]
     Corrupt(String),
@@ -311,8 +311,26 @@ impl Store {
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         match &self.0 {
-            Pool::Sqlite { pool, .. } => pool.close().await,
-            Pool::Postgres { pool } => pool.close().await,
+            Pool::Sqlite { pool, .. } => close_pool(pool).await,
+            Pool::Postgres { pool } => close_pool(pool).await,
         }
     }
+}
+
+/// Closes every connection of `pool`, once those just handed back are in it. sqlx returns a
+/// dropped connection to its pool in a task of its own, and one still on its way back when
+/// `Pool::close` runs stays open until the process exits (sqlx 0.8.6): SQLite, whose last
+/// connection to close removes the write-ahead log, then left the log beside the database
+/// after 7 first syncs in 10. So wait, briefly, for the pool to hold all its connections
+/// idle; a connection still in use after that (a stop in the middle of a run) is closed by
+/// the pool when it comes back.
+async fn close_pool<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
+    const STEP: std::time::Duration = std::time::Duration::from_millis(5);
+    for _ in 0..200 {
+        if pool.num_idle() >= pool.size() as usize {
+            break;
+        }
+        tokio::time::sleep(STEP).await;
+    }
+    pool.close().await;
 }

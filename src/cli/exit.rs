@@ -55,7 +55,7 @@ pub(crate) enum CommandError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Service(#[from] DaemonError),
-    /// Anything else (a file that cannot be written, a malformed --as-of): exit 1.
+    /// Anything else (a file that cannot be written, a failed query): exit 1.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

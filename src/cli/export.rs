@@ -12,12 +12,9 @@ use crate::store::{Store, Tx};
 
 pub(super) async fn export_command(
     settings: &Settings,
-    as_of: Option<&str>,
+    as_of: Option<DateTime<Utc>>,
 ) -> Result<Ended, CommandError> {
-    let at = match as_of {
-        Some(t) => parse_as_of(t).map_err(anyhow::Error::msg)?,
-        None => chrono::Utc::now(),
-    };
+    let at = as_of.unwrap_or_else(Utc::now);
     let store = super::read_store(settings).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -27,8 +24,9 @@ pub(super) async fn export_command(
 }
 
 /// Reads `--as-of`: RFC 3339 (a time without a zone is UTC), or a plain date, meaning the
-/// end of that day in UTC (the listing as it stood when the day was over).
-fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
+/// end of that day in UTC (the listing as it stood when the day was over). The command
+/// line's parser for it, so a time that does not parse is an invalid argument (exit 2).
+pub(super) fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
         let end = d
             .and_hms_micro_opt(23, 59, 59, 999_999)
@@ -36,7 +34,9 @@ fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
         return Ok(end.and_utc());
     }
     crate::model::parse_time(text.trim()).map_err(|e| {
-        format!("--as-of {e}; give an RFC 3339 time such as 2026-03-03T12:00:00Z, or a date such as 2026-03-03")
+        format!(
+            "{e}; give an RFC 3339 time such as 2026-03-03T12:00:00Z, or a date such as 2026-03-03"
+        )
     })
 }
 

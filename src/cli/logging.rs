@@ -30,10 +30,15 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) 
 /// Starts logging to stderr. Safe to call twice (the second call does nothing).
 pub fn init(log: &LogSettings) {
     use std::io::IsTerminal;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(filter_directives(&log.level)));
+    // A RUST_LOG that does not parse is ignored, and said so once logging is up.
+    let mut ignored = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) => EnvFilter::try_new(&f)
+            .map_err(|e| ignored = Some((f, e)))
+            .ok(),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| EnvFilter::new(filter_directives(&log.level)));
     let colour = use_colour(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -50,6 +55,13 @@ pub fn init(log: &LogSettings) {
             .with_current_span(true)
             .try_init(),
     };
+    if let Some((rust_log, error)) = ignored {
+        tracing::warn!(
+            %rust_log,
+            %error,
+            "RUST_LOG does not parse, so it is ignored and log.level applies: fix or unset it"
+        );
+    }
 }
 
 #[cfg(test)]

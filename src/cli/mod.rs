@@ -72,8 +72,8 @@ pub enum Command {
     /// Reads only.
     Export {
         /// RFC 3339 time (e.g. 2026-03-03T12:00:00Z) or a date (the end of that day, UTC). Default: now.
-        #[arg(long, value_name = "TIME")]
-        as_of: Option<String>,
+        #[arg(long, value_name = "TIME", value_parser = export::parse_as_of)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Run as a service: sync on `schedule.cron` (UTC) until SIGTERM or SIGINT (exit 0 after
     /// a clean stop, 1 when it could not start or the run in flight had to be dropped, 2 for
@@ -188,7 +188,7 @@ async fn run_command(command: Command, settings: &Settings) -> Result<Ended, Com
         } => sync::sync(settings, dry_run, allow_mass_delete, json).await,
         Command::Migrate => migrate::migrate(settings).await,
         Command::History { source_id } => history::history_command(settings, &source_id).await,
-        Command::Export { as_of } => export::export_command(settings, as_of.as_deref()).await,
+        Command::Export { as_of } => export::export_command(settings, as_of).await,
         Command::Status { runs } => status::status(settings, runs).await,
         #[cfg(feature = "simulator")]
         Command::Demo { db, sources, seed } => demo::demo(settings, &db, sources, seed).await,

@@ -364,17 +364,69 @@ async fn a_listing_that_changes_mid_walk_is_walked_again_and_nothing_listed_is_d
                 m.backend(),
                 report.notes
             );
-            assert_eq!(report.counts.walks, 2, "{change:?}");
-            let deleted = if matches!(change, MidWalk::DeleteFirst { .. }) {
-                1
+            // An insert moves the total: a second walk. A deletion does too, and the source
+            // the second walk no longer lists takes a third, made to confirm it is gone.
+            let (walks, deleted) = if matches!(change, MidWalk::DeleteFirst { .. }) {
+                (3, 1)
             } else {
-                0
+                (2, 0)
             };
-            assert_eq!(report.counts.deleted, deleted, "{change:?}");
+            assert_eq!(
+                (report.counts.walks, report.counts.deleted),
+                (walks, deleted),
+                "{change:?}"
+            );
             assert_mirrors(&m, &sim.listing()).await;
             drop(m);
             db_reset(&db).await;
         }
+    }
+}
+
+/// A source deleted from a page already read and one added at the end leave `total` as it
+/// was, while every later source moves back one place: the walk skips the source at the
+/// next page boundary, yet sees `total` distinct sources and nothing twice. Such a walk
+/// looks complete; the source it skipped must not be marked deleted.
+#[tokio::test]
+async fn a_source_skipped_by_a_walk_that_looks_complete_is_not_marked_deleted() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(250, 63)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let before = crate::simulator_contract::ids_of(&sim.listing());
+        sim.set_faults(Faults {
+            mid_walk: vec![
+                MidWalk::DeleteFirst { after_page: 0 },
+                MidWalk::InsertLast { after_page: 0 },
+            ],
+            ..Faults::default()
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.notes);
+        let page = m.settings.api.page_size as usize;
+        assert_eq!(
+            (
+                report.counts.walks,
+                report.counts.deleted,
+                report.counts.created
+            ),
+            (2, 0, 1),
+            "{}: one walk that looked complete, one to confirm; {} was skipped, not deleted",
+            m.backend(),
+            before[page]
+        );
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+                .await,
+            0
+        );
+        // The source really deleted (read on page 0 before it went) goes with the next run.
+        let report = m.sync().await;
+        assert_eq!(
+            (report.status, report.counts.deleted),
+            (RunStatus::Succeeded, 1)
+        );
+        assert_mirrors(&m, &sim.listing()).await;
     }
 }
 

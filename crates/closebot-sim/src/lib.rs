@@ -136,8 +136,18 @@ pub enum FaultAction {
 
 #[derive(Clone, Debug)]
 pub enum MidWalk {
-    InsertFirst { after_page: u32 },
-    DeleteFirst { after_page: u32 },
+    InsertFirst {
+        after_page: u32,
+    },
+    DeleteFirst {
+        after_page: u32,
+    },
+    /// A brand-new source whose id sorts after every current one. With `DeleteFirst` at the
+    /// same page, `total` stays the same while every later source moves back one place, so
+    /// a walk skips one source yet sees `total` distinct ones.
+    InsertLast {
+        after_page: u32,
+    },
 }
 
 /// How one listed source is held: a generated slot (cheap) or an explicit record.

@@ -210,15 +210,16 @@ fn apply_mid_walk(st: &mut State, gen: &Generator, page: u32) {
         .mid_walk
         .iter()
         .filter(|m| match m {
-            MidWalk::InsertFirst { after_page } | MidWalk::DeleteFirst { after_page } => {
-                *after_page == page
-            }
+            MidWalk::InsertFirst { after_page }
+            | MidWalk::DeleteFirst { after_page }
+            | MidWalk::InsertLast { after_page } => *after_page == page,
         })
         .cloned()
         .collect();
     for event in events {
         match event {
             MidWalk::InsertFirst { .. } => insert_first(st, gen),
+            MidWalk::InsertLast { .. } => insert_last(st, gen),
             MidWalk::DeleteFirst { .. } => {
                 if !st.entries.is_empty() {
                     st.entries.remove(0);
@@ -226,6 +227,25 @@ fn apply_mid_walk(st: &mut State, gen: &Generator, page: u32) {
             }
         }
     }
+}
+
+/// A brand-new source whose id sorts after every current one.
+fn insert_last(st: &mut State, gen: &Generator) {
+    let slot = st.next_slot;
+    st.next_slot += 1;
+    let counter = st.next_fresh();
+    let id = match st.entries.last().map(|e| parse_uuid(&e.id)) {
+        None => gen.source_id(slot),
+        Some(Some(last)) if last < u128::MAX => {
+            uuid_text(gen.fresh(counter).gen_range(last + 1..=u128::MAX))
+        }
+        // The last id is not a GUID (only after `edit`): past every GUID and hex digit.
+        Some(_) => "z".repeat(36),
+    };
+    st.entries.push(Entry {
+        id: id.into(),
+        body: Body::Generated { slot, token_rev: 0 },
+    });
 }
 
 /// A brand-new source whose id sorts before every current one.

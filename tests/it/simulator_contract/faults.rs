@@ -238,6 +238,30 @@ async fn a_source_inserted_mid_walk_repeats_the_last_row_of_the_previous_page() 
 }
 
 #[tokio::test]
+async fn a_deletion_and_an_insert_at_the_end_mid_walk_keep_the_total_and_skip_one() {
+    let (sim, server) = start(30).await;
+    let before = super::ids_of(&sim.listing());
+    sim.set_faults(Faults {
+        mid_walk: vec![
+            MidWalk::DeleteFirst { after_page: 0 },
+            MidWalk::InsertLast { after_page: 0 },
+        ],
+        ..Faults::default()
+    });
+    let p0 = get(&server, "pageSize=10&page=0").await.ids();
+    assert_eq!(p0, before[..10]);
+    let p1 = get(&server, "pageSize=10&page=1").await;
+    assert_eq!(p1.json()["total"], 30, "the total did not move");
+    assert_eq!(p1.ids()[0], before[11], "before[10] was skipped");
+    let p2 = get(&server, "pageSize=10&page=2").await.ids();
+    assert_eq!(p2[..9], before[21..]);
+    assert!(
+        !before.contains(&p2[9]) && p2[9] > before[29],
+        "the new source sorts last"
+    );
+}
+
+#[tokio::test]
 async fn a_source_deleted_mid_walk_makes_the_walk_skip_one() {
     let (sim, server) = start(30).await;
     let before = super::ids_of(&sim.listing());

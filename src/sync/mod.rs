@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::closebot::printable;
-use crate::closebot::{walk, ApiError, Client, PageSink, RawSource, Walk};
+use crate::closebot::{walk, ApiError, Client, PageSink, RawSource};
 use crate::config::Settings;
 use crate::failure::Failure;
 use crate::model::{prepare, Prepared, Rejected};
@@ -112,6 +112,32 @@ impl PageSink for Sink<'_> {
         }
         self.applier.reject(rejected);
         self.applier.apply(prepared).await?;
+        *self.pages += 1;
+        Ok(())
+    }
+}
+
+/// The sink of a walk made to confirm deletions: it only counts pages (the walk itself keeps
+/// the ids it saw); the records are dropped unprepared in their pages' tasks.
+struct IdsOnly<'a> {
+    cancel: &'a CancellationToken,
+    pages: &'a mut u64,
+}
+
+impl PageSink for IdsOnly<'_> {
+    type Error = SyncError;
+    type Page = ();
+
+    fn preparer(
+        &self,
+    ) -> impl Fn(u32, Vec<RawSource>) -> Result<(), SyncError> + Clone + Send + Sync + 'static {
+        |_, _| Ok(())
+    }
+
+    async fn accept(&mut self, _page: u32, (): ()) -> Result<(), SyncError> {
+        if self.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
         *self.pages += 1;
         Ok(())
     }
@@ -313,26 +339,6 @@ fn with_unparsed(notes: Option<String>, unparsed: u64) -> Option<String> {
     })
 }
 
-/// One walk of the listing, its pages applied as they come; counted in `counts`.
-async fn walk_once(
-    settings: &Settings,
-    client: &Client,
-    applier: &mut Applier,
-    counts: &mut RunCounts,
-    cancel: &CancellationToken,
-) -> Result<Walk, SyncError> {
-    let mut sink = Sink {
-        applier,
-        store_credentials: settings.sync.store_credentials,
-        cancel,
-        pages: &mut counts.pages,
-    };
-    let w = walk(client, &mut sink).await?;
-    counts.walks += 1;
-    counts.api_total = Some(w.total);
-    Ok(w)
-}
-
 async fn walk_and_apply(
     settings: &Settings,
     client: &Client,
@@ -347,7 +353,15 @@ async fn walk_and_apply(
     let mut complete: Option<HashSet<String>> = None;
     let mut problems: Vec<String> = Vec::new();
     for attempt in 1..=settings.sync.max_walks {
-        let w = walk_once(settings, client, applier, counts, cancel).await?;
+        let mut sink = Sink {
+            applier: &mut *applier,
+            store_credentials: settings.sync.store_credentials,
+            cancel,
+            pages: &mut counts.pages,
+        };
+        let w = walk(client, &mut sink).await?;
+        counts.walks += 1;
+        counts.api_total = Some(w.total);
         totals.push(w.total);
         steady &= w.steady;
         union.extend(w.seen.iter().cloned());
@@ -371,26 +385,30 @@ async fn walk_and_apply(
     // A listing shown complete can still have hidden a source: one deleted from a page
     // already read and one added at the end leave `total` as it was while every later source
     // moves back a place, so a page boundary skips one. A source it did not list is marked
-    // deleted only when one more walk, made to confirm, does not list it either (the
-    // sources that walk sees are applied like any others).
-    let mut listed_again = Vec::new();
-    if let Some(seen) = &complete {
+    // deleted only when one more walk, made to confirm, does not list it either. That walk
+    // only reads ids: a source it lists stays as stored, and what changed on it (or is new
+    // in it) is taken by the next run.
+    if let Some(seen) = &mut complete {
         let (missing, _) = applier.missing(seen).await?;
         if !missing.is_empty() {
-            let w = walk_once(settings, client, applier, counts, cancel).await?;
-            listed_again = missing
+            let mut sink = IdsOnly {
+                cancel,
+                pages: &mut counts.pages,
+            };
+            let w = walk(client, &mut sink).await?;
+            counts.walks += 1;
+            let listed_again: Vec<String> = missing
                 .into_iter()
                 .filter(|id| w.seen.contains(id))
                 .collect();
-            union.extend(w.seen);
+            if !listed_again.is_empty() {
+                tracing::warn!(
+                    sources = listed_again.len(),
+                    "the walk shown complete had missed sources that the walk made to confirm deletions listed: they stay live"
+                );
+            }
+            seen.extend(listed_again);
         }
-    }
-    if let (Some(seen), false) = (&mut complete, listed_again.is_empty()) {
-        tracing::warn!(
-            sources = listed_again.len(),
-            "the walk shown complete had missed sources that the walk made to confirm deletions listed: they stay live"
-        );
-        seen.extend(listed_again);
     }
     counts.seen = union.len() as u64;
     let mut notes = Vec::new();

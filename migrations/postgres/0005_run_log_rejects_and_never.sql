@@ -9,3 +9,13 @@ SELECT run_id, started_at, finished_at, status, trigger,
        sources_updated, sources_unchanged, sources_deleted, sources_restored, notes, error,
        sources_rejected
 FROM sync_runs;
+
+-- The API writes a time stamp that never happened as .NET's smallest date-time,
+-- 0001-01-01T00:00:00; the typed columns now hold NULL for it (the stored records keep it
+-- as sent). Rows written before that say so too.
+UPDATE sources SET script_last_seen_at = NULL
+WHERE script_last_seen_at = TIMESTAMPTZ '0001-01-01 00:00:00+00';
+UPDATE source_do_not_respond_windows SET starts_at = NULL
+WHERE starts_at = TIMESTAMPTZ '0001-01-01 00:00:00+00';
+UPDATE source_do_not_respond_windows SET ends_at = NULL
+WHERE ends_at = TIMESTAMPTZ '0001-01-01 00:00:00+00';

@@ -100,8 +100,16 @@ pub(super) fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
-pub(super) fn show_body(body: &[u8]) -> String {
+/// The body of an error answer as the operator sees it: trimmed, cut at `BODY_SHOWN`
+/// characters, control characters escaped, and the API key, should the server (or a proxy
+/// that echoes requests) send it back, replaced by `***` before anything is cut.
+pub(super) fn show_body(body: &[u8], key: &str) -> String {
     let text = String::from_utf8_lossy(body);
+    let text = if key.is_empty() {
+        text
+    } else {
+        text.replace(key, "***").into()
+    };
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".to_string();

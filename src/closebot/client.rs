@@ -268,7 +268,7 @@ impl Client {
                 .map_err(|problem| ApiError::BadPage { page, problem });
         }
         let body = body.bytes;
-        let shown = show_body(&body);
+        let shown = show_body(&body, self.key.expose_secret());
         match status {
             StatusCode::UNAUTHORIZED => Err(ApiError::KeyRefused {
                 status: status.as_u16(),

@@ -26,17 +26,29 @@ fn text(s: Option<String>) -> Option<String> {
     s.map(clean_text)
 }
 
+/// A time stamp for a typed column. The API writes "never" as .NET's smallest date-time,
+/// `0001-01-01T00:00:00`: that is NULL here (the stored record keeps it as sent).
 fn time(
     field: impl FnOnce() -> String,
     s: Option<String>,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Defect> {
-    s.map(|s| {
-        parse_time(&s).map_err(|problem| Defect {
-            field: field(),
-            problem: crate::closebot::printable(&problem).into_owned(),
+    let parsed = s
+        .map(|s| {
+            parse_time(&s).map_err(|problem| Defect {
+                field: field(),
+                problem: crate::closebot::printable(&problem).into_owned(),
+            })
         })
-    })
-    .transpose()
+        .transpose()?;
+    Ok(parsed.filter(|t| *t != dotnet_never()))
+}
+
+/// `0001-01-01T00:00:00Z`, .NET's `DateTime.MinValue`.
+fn dotnet_never() -> chrono::DateTime<chrono::Utc> {
+    chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a valid date-time")
+        .and_utc()
 }
 
 /// The elements of a list the API may send as null or leave out, with their positions.
@@ -318,6 +330,24 @@ mod tests {
             typed,
         };
         prepare(raw, false)
+    }
+
+    #[test]
+    fn the_apis_never_is_null_in_a_typed_column_and_any_other_time_is_kept() {
+        let t = |s: &str| super::time(|| "field".into(), Some(s.to_string())).unwrap();
+        for never in [
+            "0001-01-01T00:00:00",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:00:00.0000000",
+        ] {
+            assert_eq!(t(never), None, "{never}");
+        }
+        assert_eq!(
+            t("0001-01-01T00:00:01").map(|t| t.to_rfc3339()),
+            Some("0001-01-01T00:00:01+00:00".to_string())
+        );
+        assert!(t("2024-05-01T10:00:00").is_some());
+        assert_eq!(super::time(|| "field".into(), None).unwrap(), None);
     }
 
     #[test]

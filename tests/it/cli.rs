@@ -149,6 +149,46 @@ async fn a_rust_log_that_does_not_parse_is_named_in_a_warning_and_the_run_goes_o
     );
 }
 
+/// A server (or a proxy in front of it) that echoes the request back in its error bodies
+/// must not get the key into the log, the summary or `sync_runs.error`.
+#[tokio::test]
+async fn an_error_body_that_echoes_the_key_is_shown_without_it() {
+    let (sim, server) = simulator(sim_options(10, 101)).await;
+    let echo = |code: u16, attempt: u32| closebot_sim::FaultRule {
+        page: Some(0),
+        attempts: attempt..=attempt,
+        action: closebot_sim::FaultAction::Status {
+            code,
+            retry_after: Some("0".into()),
+            body: Some(format!(
+                r#"{{"error": "denied", "request": {{"X-CB-KEY": "{KEY}"}}}}"#
+            )),
+        },
+    };
+    sim.set_faults(Faults {
+        rules: vec![echo(503, 1), echo(401, 2)],
+        ..Faults::default()
+    });
+    let db = crate::common::sqlite();
+    let mut c = binary(&server.base_url(), &db, KEY);
+    c.env("RUST_LOG", "debug");
+    let (out, stdout, stderr) = run(c, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("refused the key") && stdout.contains(r#""X-CB-KEY": "***""#),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("HTTP 503") && !stderr.contains(KEY) && !stdout.contains(KEY),
+        "{stdout}{stderr}"
+    );
+    let (_, status, _) = run(binary(&server.base_url(), &db, KEY), &["status"]).await;
+    assert!(
+        status.contains("refused the key") && !status.contains(KEY),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_setting_exits_with_code_2_naming_the_key() {
     let db = crate::common::sqlite();

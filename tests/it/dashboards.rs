@@ -601,6 +601,78 @@ fn old_record(channels: &[&str], auto_refill: bool, cost: &str) -> String {
     .to_string()
 }
 
+/// Applies the migrations numbered before `version`, as an older closebot-sync did.
+async fn migrate_as_before(store: &closebot_sync::store::Store, version: &str) {
+    let flavour = match store.backend() {
+        closebot_sync::store::Backend::Sqlite => "sqlite",
+        closebot_sync::store::Backend::Postgres => "postgres",
+    };
+    let older = tempfile::tempdir().unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(flavour);
+    for f in std::fs::read_dir(&all).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().into_string().unwrap();
+        if name.as_str() < version {
+            std::fs::copy(f.path(), older.path().join(name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(older.path()).await.unwrap();
+    match store.acquire().await.unwrap().conn() {
+        closebot_sync::store::Conn::Sqlite(c) => migrator.run(c).await.unwrap(),
+        closebot_sync::store::Conn::Postgres(c) => migrator.run(c).await.unwrap(),
+    }
+}
+
+/// Mirrors written before the API's "never" (0001-01-01T00:00:00) was read as NULL hold
+/// year 1 in their time columns: the upgrade turns those into NULL and leaves other times.
+#[tokio::test]
+async fn an_upgrade_turns_the_apis_never_stored_as_year_one_into_null() {
+    for db in databases().await {
+        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
+            .await
+            .unwrap();
+        let backend = store.backend().name();
+        migrate_as_before(&store, "0005").await;
+        let mut c = store.acquire().await.unwrap();
+        for sql in [
+            "INSERT INTO sources (source_id, script_last_seen_at, raw_record, content_hash, version, first_seen_at, \
+             first_seen_run_id, last_changed_at, last_changed_run_id) VALUES \
+             ('never', '0001-01-01T00:00:00.000000Z', '{}', 'h', 1, '2026-01-05T10:00:00.000000Z', 1, '2026-01-05T10:00:00.000000Z', 1), \
+             ('seen', '2026-01-01T00:00:00.000000Z', '{}', 'h', 1, '2026-01-05T10:00:00.000000Z', 1, '2026-01-05T10:00:00.000000Z', 1)",
+            "INSERT INTO source_do_not_respond_windows (source_id, position, starts_at, ends_at) VALUES \
+             ('never', 0, '0001-01-01T00:00:00.000000Z', '2026-02-01T00:00:00.000000Z')",
+        ] {
+            c.conn().execute(sql, vec![]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(c);
+        assert_eq!(store.migrate_locked().await.unwrap(), 1, "{backend}");
+        let rows = crate::common::dump(
+            &store,
+            "SELECT s.source_id, s.script_last_seen_at, w.starts_at, w.ends_at FROM sources s \
+             LEFT JOIN source_do_not_respond_windows w ON w.source_id = s.source_id ORDER BY s.source_id",
+        )
+        .await;
+        let times: Vec<(Option<String>, Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                let t = |c: &str| r[c].as_str().map(|t| t[..10].to_string());
+                (t("script_last_seen_at"), t("starts_at"), t("ends_at"))
+            })
+            .collect();
+        assert_eq!(
+            times,
+            vec![
+                (None, None, Some("2026-02-01".into())),
+                (Some("2026-01-01".into()), None, None),
+            ],
+            "{backend}: never, then seen"
+        );
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_versions() {
     for db in databases().await {
@@ -608,27 +680,7 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
             .await
             .unwrap();
         let backend = store.backend().name();
-        let flavour = match store.backend() {
-            closebot_sync::store::Backend::Sqlite => "sqlite",
-            closebot_sync::store::Backend::Postgres => "postgres",
-        };
-        // The migrations before this one, as an older closebot-sync applied them.
-        let older = tempfile::tempdir().unwrap();
-        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(flavour);
-        for f in std::fs::read_dir(&all).unwrap() {
-            let f = f.unwrap();
-            let name = f.file_name().into_string().unwrap();
-            if name.as_str() < "0004" {
-                std::fs::copy(f.path(), older.path().join(name)).unwrap();
-            }
-        }
-        let migrator = sqlx::migrate::Migrator::new(older.path()).await.unwrap();
-        match store.acquire().await.unwrap().conn() {
-            closebot_sync::store::Conn::Sqlite(c) => migrator.run(c).await.unwrap(),
-            closebot_sync::store::Conn::Postgres(c) => migrator.run(c).await.unwrap(),
-        }
+        migrate_as_before(&store, "0004").await;
         let (v1, v2) = (
             old_record(&["SMS"], false, "0.40"),
             old_record(&["SMS", "Email"], true, "0.50"),
@@ -735,7 +787,7 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
             (Some(7), Some(79_200), Some(12 * 3600)),
             "{backend}"
         );
-        if flavour == "sqlite" {
+        if store.backend() == closebot_sync::store::Backend::Sqlite {
             let r = one(
                 "SELECT typeof(s.first_seen_at) AS t, typeof(s.connected) AS b, typeof(w.response_unit_cost_override_text) AS x, \
                  (SELECT type FROM pragma_table_info('sources') WHERE name = 'first_seen_at') AS declared_time, \

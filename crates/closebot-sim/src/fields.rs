@@ -172,6 +172,9 @@ pub(crate) fn respond_windows(r: &mut ChaCha8Rng) -> J<'static> {
         .collect()
 }
 
+/// How the live API writes a time stamp that never happened (.NET's `DateTime.MinValue`).
+pub(crate) const NEVER: &str = "0001-01-01T00:00:00";
+
 /// The five script fields of versions B and C, appended to the record in order.
 pub(crate) fn script_fields(r: &mut ChaCha8Rng, m: &mut Vec<(&'static str, J<'_>)>) {
     let installed = r.gen_bool(0.4);
@@ -180,6 +183,9 @@ pub(crate) fn script_fields(r: &mut ChaCha8Rng, m: &mut Vec<(&'static str, J<'_>
     let at = if seen {
         let secs = random_secs(r);
         stamp(r, secs).into()
+    } else if installed {
+        // Installed, never seen: the live API writes "never" as .NET's smallest date-time.
+        NEVER.into()
     } else {
         J::Null
     };

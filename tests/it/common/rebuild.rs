@@ -38,8 +38,10 @@ const BOOLS: [(&str, &str); 9] = [
     ("scriptInstalled", "script_installed"),
 ];
 
+/// A served time stamp as its typed column holds it: the API's "never" is NULL.
 fn time(v: Option<&Value>) -> Value {
     match v.and_then(Value::as_str) {
+        Some("0001-01-01T00:00:00") => Value::Null,
         Some(s) => Value::String(sqlite_time(
             &parse_time(s).expect("a served time stamp parses"),
         )),

@@ -218,8 +218,8 @@ fn apply_mid_walk(st: &mut State, gen: &Generator, page: u32) {
         .collect();
     for event in events {
         match event {
-            MidWalk::InsertFirst { .. } => insert_first(st, gen),
-            MidWalk::InsertLast { .. } => insert_last(st, gen),
+            MidWalk::InsertFirst { .. } => insert_new(st, gen, true),
+            MidWalk::InsertLast { .. } => insert_new(st, gen, false),
             MidWalk::DeleteFirst { .. } => {
                 if !st.entries.is_empty() {
                     st.entries.remove(0);
@@ -229,39 +229,34 @@ fn apply_mid_walk(st: &mut State, gen: &Generator, page: u32) {
     }
 }
 
-/// A brand-new source whose id sorts after every current one.
-fn insert_last(st: &mut State, gen: &Generator) {
+/// A brand-new source whose id sorts before (`first`) or after every current one.
+fn insert_new(st: &mut State, gen: &Generator, first: bool) {
     let slot = st.next_slot;
     st.next_slot += 1;
     let counter = st.next_fresh();
-    let id = match st.entries.last().map(|e| parse_uuid(&e.id)) {
-        None => gen.source_id(slot),
-        Some(Some(last)) if last < u128::MAX => {
-            uuid_text(gen.fresh(counter).gen_range(last + 1..=u128::MAX))
-        }
-        // The last id is not a GUID (only after `edit`): past every GUID and hex digit.
-        Some(_) => "z".repeat(36),
+    let end = if first {
+        st.entries.first()
+    } else {
+        st.entries.last()
     };
-    st.entries.push(Entry {
-        id: id.into(),
-        body: Body::Generated { slot, token_rev: 0 },
-    });
-}
-
-/// A brand-new source whose id sorts before every current one.
-fn insert_first(st: &mut State, gen: &Generator) {
-    let slot = st.next_slot;
-    st.next_slot += 1;
-    let counter = st.next_fresh();
-    let id = match st.entries.first().map(|e| parse_uuid(&e.id)) {
-        None => gen.source_id(slot),
-        Some(Some(first)) if first > 0 => uuid_text(gen.fresh(counter).gen_range(0..first)),
-        // The first id is not a GUID (only after `edit`): the zero GUID is the best effort.
-        Some(_) => uuid_text(0),
+    let id = match (end.map(|e| parse_uuid(&e.id)), first) {
+        (None, _) => gen.source_id(slot),
+        (Some(Some(v)), true) if v > 0 => uuid_text(gen.fresh(counter).gen_range(0..v)),
+        (Some(Some(v)), false) if v < u128::MAX => {
+            uuid_text(gen.fresh(counter).gen_range(v + 1..=u128::MAX))
+        }
+        // The id at that end is not a GUID (only after `edit`): the zero GUID sorts before
+        // every GUID, and "z"s after every GUID and hex digit.
+        (Some(_), true) => uuid_text(0),
+        (Some(_), false) => "z".repeat(36),
     };
     let entry = Entry {
         id: id.into(),
         body: Body::Generated { slot, token_rev: 0 },
     };
-    st.entries.insert(0, entry);
+    if first {
+        st.entries.insert(0, entry);
+    } else {
+        st.entries.push(entry);
+    }
 }

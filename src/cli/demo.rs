@@ -138,6 +138,7 @@ async fn two_syncs(
             vec![crate::model::Val::Int(second.run_id)],
         )
         .await?;
+    drop(c);
     println!(
         "what the second run recorded in source_changes ({} rows):",
         changes.len()

@@ -189,6 +189,40 @@ async fn an_error_body_that_echoes_the_key_is_shown_without_it() {
     );
 }
 
+/// The README's first command: the demo syncs a simulated agency twice and shows what
+/// changed, leaving a database that `status` reads and no write-ahead log beside it.
+#[tokio::test]
+async fn the_demo_syncs_twice_shows_the_changes_and_leaves_a_readable_database() {
+    let db = crate::common::sqlite();
+    let file = db.dir.path().join("demo.db");
+    let file_arg = file.display().to_string();
+    let mut c = binary("https://unused.invalid", &db, KEY);
+    c.env_remove("CLOSEBOT_SYNC_DATABASE__URL");
+    let (out, stdout, stderr) = run(c, &["demo", "--db", &file_arg, "--sources", "60"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("second sync")
+            && stdout.contains("source_changes")
+            && stdout.contains("  updated "),
+        "{stdout}"
+    );
+    assert!(
+        !db.dir.path().join("demo.db-wal").exists(),
+        "the demo left its log"
+    );
+    let mut c = binary("https://unused.invalid", &db, KEY);
+    c.env(
+        "CLOSEBOT_SYNC_DATABASE__URL",
+        format!("sqlite://{file_arg}"),
+    );
+    let (out, status, stderr) = run(c, &["status"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        status.contains("succeeded") && status.contains("demo"),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_setting_exits_with_code_2_naming_the_key() {
     let db = crate::common::sqlite();

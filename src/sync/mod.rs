@@ -382,38 +382,10 @@ async fn walk_and_apply(
             break;
         }
     }
-    // A listing shown complete can still have hidden a source: one deleted from a page
-    // already read and one added at the end leave `total` as it was while every later source
-    // moves back a place, so a page boundary skips one. A source it did not list is marked
-    // deleted only when one more walk, made to confirm, does not list it either. That walk
-    // only reads ids: a source it lists stays as stored, and what changed on it (or is new
-    // in it) is taken by the next run.
-    if let Some(seen) = &mut complete {
-        let (missing, _) = applier.missing(seen).await?;
-        if !missing.is_empty() {
-            let mut sink = IdsOnly {
-                cancel,
-                pages: &mut counts.pages,
-            };
-            let w = walk(client, &mut sink).await?;
-            counts.walks += 1;
-            let listed_again: Vec<String> = missing
-                .into_iter()
-                .filter(|id| w.seen.contains(id))
-                .collect();
-            if !listed_again.is_empty() {
-                tracing::warn!(
-                    sources = listed_again.len(),
-                    "the walk shown complete had missed sources that the walk made to confirm deletions listed: they stay live"
-                );
-            }
-            seen.extend(listed_again);
-        }
-    }
     counts.seen = union.len() as u64;
     let mut notes = Vec::new();
     let mut status = RunStatus::Succeeded;
-    match &complete {
+    match &mut complete {
         None => {
             let (missing, _) = applier.missing(&union).await?;
             applier.record_misses(&missing).await?;
@@ -425,7 +397,31 @@ async fn walk_and_apply(
             ));
         }
         Some(seen) => {
-            let (missing, live) = applier.missing(seen).await?;
+            let (mut missing, live) = applier.missing(seen).await?;
+            // A listing shown complete can still have hidden a source: one deleted from a
+            // page already read and one added at the end leave `total` as it was while every
+            // later source moves back a place, so a page boundary skips one. A source it did
+            // not list is marked deleted only when one more walk, made to confirm, does not
+            // list it either. That walk only reads ids: a source it lists stays as stored,
+            // and what changed on it (or is new in it) is taken by the next run.
+            if !missing.is_empty() {
+                let mut sink = IdsOnly {
+                    cancel,
+                    pages: &mut counts.pages,
+                };
+                let w = walk(client, &mut sink).await?;
+                counts.walks += 1;
+                let (listed_again, gone): (Vec<String>, Vec<String>) =
+                    missing.into_iter().partition(|id| w.seen.contains(id));
+                if !listed_again.is_empty() {
+                    tracing::warn!(
+                        sources = listed_again.len(),
+                        "the walk shown complete had missed sources that the walk made to confirm deletions listed: they stay live"
+                    );
+                }
+                seen.extend(listed_again);
+                missing = gone;
+            }
             let limit = settings.sync.max_delete_fraction * live as f64;
             if !missing.is_empty() && missing.len() as f64 > limit && !options.allow_mass_delete {
                 let text = format!(

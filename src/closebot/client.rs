@@ -116,7 +116,13 @@ impl Client {
                 attempt.stop()
             }
         });
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if crate::config::is_loopback(&api.base_url) {
+            // A proxy from the environment (HTTP_PROXY, ALL_PROXY) would carry a loopback
+            // request, key and all, in plain text to another machine.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .timeout(api.timeout)
             .connect_timeout(api.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("closebot-sync/", env!("CARGO_PKG_VERSION")))

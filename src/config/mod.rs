@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use cron::Cron;
+pub use validate::is_loopback;
 
 /// The environment variable prefix; `CLOSEBOT_SYNC_API__KEY` sets `api.key`.
 pub(crate) const ENV_PREFIX: &str = "CLOSEBOT_SYNC";

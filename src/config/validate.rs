@@ -172,14 +172,19 @@ pub(super) fn validate(
     })
 }
 
-/// The key travels in a header: plain HTTP is allowed only to this machine (the simulator).
-fn check_transport(url: &url::Url) -> Result<(), ConfigError> {
-    let loopback = match url.host() {
+/// Whether the URL names this machine.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
-    };
+    }
+}
+
+/// The key travels in a header: plain HTTP is allowed only to this machine (the simulator).
+fn check_transport(url: &url::Url) -> Result<(), ConfigError> {
+    let loopback = is_loopback(url);
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),

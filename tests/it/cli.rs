@@ -189,6 +189,38 @@ async fn an_error_body_that_echoes_the_key_is_shown_without_it() {
     );
 }
 
+/// A proxy named in the environment is not used for a loopback API: over plain http it
+/// would receive the key in clear text, on another machine.
+#[tokio::test]
+async fn a_proxy_in_the_environment_never_carries_a_loopback_request() {
+    let (sim, server) = simulator(sim_options(10, 103)).await;
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    let proxy_task = tokio::spawn(async move {
+        // Accepts and drops: a request sent here fails, and is counted.
+        while let Ok((stream, _)) = proxy.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let db = crate::common::sqlite();
+    let mut c = binary(&server.base_url(), &db, KEY);
+    for variable in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        c.env(variable, &proxy_url);
+    }
+    let (out, stdout, stderr) = run(c, &["sync"]).await;
+    proxy_task.abort();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy was used"
+    );
+    assert!(sim.requests().iter().all(|r| r.authorized));
+}
+
 /// The README's first command: the demo syncs a simulated agency twice and shows what
 /// changed, leaving a database that `status` reads and no write-ahead log beside it.
 #[tokio::test]

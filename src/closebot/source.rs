@@ -65,14 +65,18 @@ pub struct Tag {
     pub approve_deny: Option<bool>,
 }
 
+/// The tag filter's parts have no documented types (the seed shows strings; a .NET enum
+/// may as well come as its number), so each scalar is taken as its text.
 #[derive(Debug, Default, Deserialize)]
 pub struct TagFilterConfig {
+    #[serde(default, deserialize_with = "scalar_text")]
     pub operator: Option<String>,
     pub groups: Option<Vec<TagFilterGroup>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TagFilterGroup {
+    #[serde(default, deserialize_with = "scalar_text")]
     pub operator: Option<String>,
     pub rules: Option<Vec<TagFilterRule>>,
 }
@@ -80,9 +84,49 @@ pub struct TagFilterGroup {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagFilterRule {
+    #[serde(default, deserialize_with = "scalar_text")]
     pub tag_name: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
     pub tag_id: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
     pub condition: Option<String>,
+}
+
+/// A string, number or boolean as text (a number as JSON writes it), null as `None`; an
+/// array or object is not a scalar and stays an error.
+fn scalar_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Scalar;
+    impl serde::de::Visitor<'_> for Scalar {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string, a number, a boolean or null")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(Value::from(v).to_string()))
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Scalar)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -416,6 +416,54 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_filter_written_with_numbers_or_booleans_is_kept_as_their_text() {
+        // The filter's types are undocumented: an enum sent as its number must not
+        // quarantine the source.
+        let p = prepared(json!({
+            "sourceId": "s1",
+            "bots": [{"tagFilterConfig": {"operator": 1,
+                "groups": [{"operator": null, "rules": [
+                    {"tagName": "vip", "tagId": 42, "condition": 0},
+                    {"tagName": true, "condition": 2.5}
+                ]}]}}]
+        }))
+        .unwrap();
+        let c = &p.children;
+        assert_eq!(c.bots[0].tag_filter_operator.as_deref(), Some("1"));
+        assert_eq!(c.tag_filter_groups[0].operator, None);
+        let rules: Vec<_> = c
+            .tag_filter_rules
+            .iter()
+            .map(|r| {
+                (
+                    r.tag_name.as_deref(),
+                    r.tag_id.as_deref(),
+                    r.condition.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (Some("vip"), Some("42"), Some("0")),
+                (Some("true"), None, Some("2.5"))
+            ]
+        );
+        // A list or an object is not a scalar: the source is quarantined, naming the field.
+        let rejected = prepared(json!({
+            "sourceId": "s1",
+            "bots": [{"tagFilterConfig": {"groups": [{"rules": [{"condition": ["has"]}]}]}}]
+        }))
+        .map(|_| ())
+        .unwrap_err();
+        let field = &rejected.defect.field;
+        assert_eq!(
+            field,
+            "bots[0].tagFilterConfig.groups[0].rules[0].condition"
+        );
+    }
+
+    #[test]
     fn a_record_with_several_defects_is_rejected_for_the_first_in_table_order() {
         let long = "b".repeat(600);
         let r = prepared(json!({

@@ -430,6 +430,41 @@ async fn a_source_skipped_by_a_walk_that_looks_complete_is_not_marked_deleted() 
     }
 }
 
+/// The schema allows `"results": null` on any page. It reads as a page with nothing on
+/// it: no error, and the sources it should have held are not taken as deleted.
+#[tokio::test]
+async fn a_page_whose_results_are_null_deletes_nothing_and_the_next_walk_reads_it() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(250, 71)).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_SYNC__MAX_WALKS", "1")],
+        ))
+        .await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        sim.set_faults(rule(Some(1), 1..=100, FaultAction::NullResults));
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Partial, "{}", m.backend());
+        // The walk stops at the empty page; page 2 counts only if it came in before.
+        assert!(report.counts.seen < 250 && report.counts.deleted == 0);
+        let notes = report.notes.unwrap();
+        assert!(notes.contains("page 1 was empty"), "{notes}");
+        assert_eq!(
+            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+                .await,
+            0
+        );
+        // Null on the first request for the page only: the second walk reads it.
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        sim.set_faults(rule(Some(1), 1..=1, FaultAction::NullResults));
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.notes);
+        assert_eq!((report.counts.walks, report.counts.deleted), (2, 0));
+        assert_mirrors(&m, &sim.listing()).await;
+    }
+}
+
 #[tokio::test]
 async fn a_listing_that_suddenly_shrinks_is_not_taken_as_a_mass_deletion() {
     for db in databases().await {

@@ -274,6 +274,10 @@ async fn the_client_never_sends_force_token_refresh_and_always_sends_the_key() {
     assert_eq!(requests.len(), 3);
     for r in &requests {
         assert!(r.authorized);
+        // The key goes in the documented header, and only there.
+        let names = &r.header_names;
+        assert!(names.iter().any(|h| h == "x-cb-key"), "{names:?}");
+        assert!(!names.iter().any(|h| h == "authorization"), "{names:?}");
         assert!(
             !r.query
                 .iter()

@@ -38,6 +38,9 @@ pub(crate) fn reshape(doc: &mut Map<String, Value>, action: &FaultAction) {
         FaultAction::MissingResults => {
             doc.shift_remove("results");
         }
+        FaultAction::NullResults => {
+            doc.insert("results".into(), Value::Null);
+        }
         FaultAction::MissingTotal => {
             doc.shift_remove("total");
         }

@@ -57,6 +57,9 @@ pub struct RequestRecord {
     /// Decoded query pairs in the order sent.
     pub query: Vec<(String, String)>,
     pub authorized: bool,
+    /// The name of each header sent, once, lower-case; never the values
+    /// (one carries the key).
+    pub header_names: Vec<String>,
     /// 0 when the connection was closed without a response.
     pub status: u16,
 }
@@ -113,6 +116,8 @@ pub enum FaultAction {
     TotalWrongType,
     SourceFieldWrongType,
     MissingResults,
+    /// `"results": null`, which the schema allows: an empty page, not an error.
+    NullResults,
     MissingTotal,
     WrongPageNumber,
     CloseConnection,

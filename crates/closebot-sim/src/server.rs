@@ -119,11 +119,17 @@ async fn handle(
         let mut st = sim.lock();
         let trace = st.next_fresh();
         let authorized = is_authorized(req.headers(), &st.api_key);
+        let header_names = req
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
         let (plan, status) = route(&mut st, req.method(), &path, &query, authorized, trace);
         st.requests.push(RequestRecord {
             path,
             query,
             authorized,
+            header_names,
             status,
         });
         plan

@@ -138,6 +138,7 @@ async fn body_faults_break_the_document_in_the_named_way() {
         (FaultAction::TotalWrongType, "total"),
         (FaultAction::SourceFieldWrongType, "connected"),
         (FaultAction::MissingResults, "results"),
+        (FaultAction::NullResults, "results-null"),
         (FaultAction::MissingTotal, "total-missing"),
         (FaultAction::WrongPageNumber, "page"),
     ];
@@ -151,6 +152,9 @@ async fn body_faults_break_the_document_in_the_named_way() {
                 assert!(body["results"][1]["connected"].is_boolean());
             }
             "results" => assert!(body.get("results").is_none() && body["total"] == 40),
+            "results-null" => {
+                assert!(body.get("results") == Some(&Value::Null) && body["total"] == 40)
+            }
             "total-missing" => assert!(body.get("total").is_none() && body["results"].is_array()),
             _ => assert_ne!(body["page"], 0),
         }

@@ -87,7 +87,8 @@ pub(crate) fn list<'a>(
 }
 
 /// A date-time as the live API writes them: mostly with `Z`, some without a zone, some
-/// with .NET's seven fractional digits. (Formatted by hand: chrono's `format` is slow.)
+/// with a fraction of one to seven digits (.NET writes up to seven and drops trailing
+/// zeros). (Formatted by hand: chrono's `format` is slow.)
 pub(crate) fn stamp(r: &mut ChaCha8Rng, secs: i64) -> String {
     let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
     let base = format!(
@@ -101,7 +102,17 @@ pub(crate) fn stamp(r: &mut ChaCha8Rng, secs: i64) -> String {
     );
     match r.gen_range(0..20) {
         0..=2 => base,
-        3 => format!("{base}.{:07}Z", r.gen_range(0..10_000_000)),
+        3 => {
+            // One draw gives both the digits and how many are written, so the records
+            // that follow in the stream stay as they were.
+            let ticks: u32 = r.gen_range(0..10_000_000);
+            let shown = 1 + (ticks % 7) as usize;
+            let digits = format!("{ticks:07}");
+            match digits[..shown].trim_end_matches('0') {
+                "" => base + "Z",
+                fraction => format!("{base}.{fraction}Z"),
+            }
+        }
         _ => base + "Z",
     }
 }

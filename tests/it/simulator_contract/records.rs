@@ -133,9 +133,11 @@ fn booleans_and_integers_are_never_null() {
 }
 
 #[test]
-fn time_stamps_come_with_and_without_a_zone_and_all_parse() {
+fn time_stamps_come_with_and_without_a_zone_and_fractions_of_any_length_and_all_parse() {
     let mut zoned = 0;
     let mut zoneless = 0;
+    // How many fractional digits, as .NET writes them: none, or 1 to 7.
+    let mut digits = std::collections::BTreeSet::new();
     for r in mixed_listing() {
         let windows = r["doNotRespondWindows"].as_array().into_iter().flatten();
         let stamps = windows
@@ -143,6 +145,10 @@ fn time_stamps_come_with_and_without_a_zone_and_all_parse() {
             .chain([&r["scriptLastSeenAt"]]);
         for s in stamps.filter_map(Value::as_str) {
             assert!(is_date_time(s), "{s}");
+            let fraction = s
+                .split_once('.')
+                .map_or("", |(_, f)| f.trim_end_matches('Z'));
+            digits.insert(fraction.len());
             if chrono::DateTime::parse_from_rfc3339(s).is_ok() {
                 zoned += 1;
             } else {
@@ -153,6 +159,10 @@ fn time_stamps_come_with_and_without_a_zone_and_all_parse() {
     assert!(
         zoned > 100 && zoneless > 5,
         "zoned {zoned}, zone-less {zoneless}"
+    );
+    assert!(
+        digits.len() >= 5 && digits.iter().all(|d| *d <= 7),
+        "fractional digits seen: {digits:?}"
     );
 }
 

@@ -268,7 +268,7 @@ impl Client {
             // Parsing a page is CPU work of up to api.max_page_bytes: off the runtime's
             // threads, so that timers (SIGTERM, the watchdog) are served meanwhile.
             let parsed =
-                tokio::task::spawn_blocking(move || parse_page(&body.bytes, page, page_size)).await;
+                tokio::task::spawn_blocking(move || parse_page(&body.bytes, page_size)).await;
             return joined(parsed)
                 .map(Attempt::Done)
                 .map_err(|problem| ApiError::BadPage { page, problem });

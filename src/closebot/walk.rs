@@ -34,9 +34,49 @@ struct Fetched<P> {
     total: u64,
     /// The page size the server reported, if it did.
     page_size: Option<u64>,
+    /// The page number the server said it answered with, if it did.
+    echoed_page: Option<i64>,
     ids: Vec<String>,
     unidentified: usize,
     prepared: P,
+}
+
+/// How the server numbers the page it echoes in each answer: the API documents `page` as
+/// 0-based in the request but says nothing of the echo, so page 0's answer tells (0 or 1,
+/// or no echo at all), and every later page must agree. A page that comes back as another
+/// page's fails the walk: the server is not paging as asked.
+#[derive(Clone, Copy)]
+struct EchoedPage {
+    /// The echo of page 0, when there was one.
+    base: Option<i64>,
+}
+
+impl EchoedPage {
+    fn learn<P>(first: &Fetched<P>) -> Result<EchoedPage, ApiError> {
+        match first.echoed_page {
+            None | Some(0 | 1) => Ok(EchoedPage {
+                base: first.echoed_page,
+            }),
+            Some(got) => Err(wrong_page(0, got)),
+        }
+    }
+
+    fn check<P>(self, f: &Fetched<P>) -> Result<(), ApiError> {
+        match (self.base, f.echoed_page) {
+            (Some(base), Some(got)) if got != i64::from(f.page) + base => {
+                Err(wrong_page(f.page, got - base))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `got` counted from 0, as `page` is asked for.
+fn wrong_page(page: u32, got: i64) -> ApiError {
+    ApiError::BadPage {
+        page,
+        problem: PageError::WrongPage { asked: page, got },
+    }
 }
 
 /// Fetches and prepares one page in a task of its own; dropping the handle aborts it (a
@@ -62,6 +102,7 @@ fn spawn_page<S: PageSink>(
             page,
             total: fetched.total,
             page_size: fetched.page_size,
+            echoed_page: fetched.echoed_page,
             ids,
             unidentified: fetched.unidentified,
             prepared,
@@ -98,6 +139,7 @@ pub struct Walk {
 pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S::Error> {
     let prepare = sink.preparer();
     let mut first = joined(spawn_page::<S>(client, &prepare, 0).await)?;
+    let echo = EchoedPage::learn(&first)?;
     let total = first.total;
     // The server may clamp the page size: trust what it says it used, or else what page 0
     // held when it was short of a listing that has more.
@@ -172,6 +214,7 @@ pub async fn walk<S: PageSink>(client: &Client, sink: &mut S) -> Result<Walk, S:
             .buffer_unordered(2 * client.concurrency());
         while let Some(result) = rest.next().await {
             let mut fetched = joined(result)?;
+            echo.check(&fetched)?;
             if !account(&mut walk, &mut fetched) {
                 // Dropping the stream aborts the pages still in flight.
                 break;

@@ -13,6 +13,8 @@ use super::untrusted::{clean_text, printable};
 pub struct Page {
     /// The number of sources in the whole listing, as reported by this page.
     pub total: u64,
+    /// The page number the server says it answered with, if it did.
+    pub echoed_page: Option<i64>,
     /// The effective page size the server reports (it clamps to 100).
     pub page_size: Option<u64>,
     /// `results`; a `null` results array is an empty page.
@@ -211,10 +213,10 @@ fn repair_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
-/// Parses and checks one page body, asked for as page `asked` of `page_size` sources.
+/// Parses and checks one page body, asked for with `page_size` sources.
 /// Every source is also checked against [`Source`], so a record of the wrong shape fails
 /// the page here, named by its `sourceId`.
-pub fn parse_page(body: &[u8], asked: u32, page_size: u32) -> Result<Page, PageError> {
+pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
     let value = decode_json(body)?;
     let Value::Object(mut map) = value else {
         return Err(PageError::NotObject);
@@ -242,19 +244,15 @@ pub fn parse_page(body: &[u8], asked: u32, page_size: u32) -> Result<Page, PageE
             })
         }
     };
-    match map.get("page") {
-        None | Some(Value::Null) => {}
-        Some(v) => match v.as_i64() {
-            Some(got) if got == i64::from(asked) => {}
-            Some(got) => return Err(PageError::WrongPage { asked, got }),
-            None => {
-                return Err(PageError::WrongType {
-                    field: "page",
-                    found: type_name(v),
-                })
-            }
-        },
-    }
+    // Checked against the page asked for by the walk, which knows how the server numbers
+    // its echo (page 0 tells).
+    let echoed_page = match map.get("page") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| PageError::WrongType {
+            field: "page",
+            found: type_name(v),
+        })?),
+    };
     let reported_size = match map.get("pageSize") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| PageError::WrongType {
@@ -309,6 +307,7 @@ pub fn parse_page(body: &[u8], asked: u32, page_size: u32) -> Result<Page, PageE
     }
     Ok(Page {
         total,
+        echoed_page,
         page_size,
         results: sources,
         unidentified,
@@ -357,22 +356,22 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_the_page_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse_page(&bytes, 0, 100);
+            let _ = parse_page(&bytes, 100);
         }
 
         #[test]
         fn arbitrary_json_never_panics_the_page_parser(v in json_value(), total in any::<u32>()) {
-            let _ = parse_page(v.to_string().as_bytes(), 0, 100);
+            let _ = parse_page(v.to_string().as_bytes(), 100);
             // And shaped like a page, so the source checks are reached too.
             let page = json!({"total": total, "page": 0, "pageSize": 100, "results": [v]});
-            let _ = parse_page(page.to_string().as_bytes(), 0, 100);
+            let _ = parse_page(page.to_string().as_bytes(), 100);
         }
     }
 
     #[test]
     fn a_credential_of_the_wrong_type_is_named_but_never_shown() {
         let body = json!({"total": 1, "page": 0, "results": [{"sourceId": "s1", "accessToken": 123456789}]});
-        let page = parse_page(body.to_string().as_bytes(), 0, 100).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 100).unwrap();
         let defect = page.results[0].typed.as_ref().unwrap_err();
         assert_eq!(defect.field, "accessToken");
         assert!(!defect.to_string().contains("123456789"), "{defect}");
@@ -385,7 +384,7 @@ mod tests {
             {"sourceId": "s\u{0}2", "name": "fine"},
             {"sourceId": 7}
         ]});
-        let page = parse_page(body.to_string().as_bytes(), 0, 100).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 100).unwrap();
         assert_eq!((page.results.len(), page.unidentified), (2, 1));
         let defect = page.results[0].typed.as_ref().unwrap_err();
         assert_eq!(defect.field, "wallet.topUpAmount");
@@ -396,19 +395,24 @@ mod tests {
     #[test]
     fn a_result_without_a_source_id_is_counted_not_mirrored() {
         let body = json!({"total": 3, "page": 0, "results": [{"sourceId": null}, {"name": "x"}, {"sourceId": "s1"}]});
-        let page = parse_page(body.to_string().as_bytes(), 0, 100).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 100).unwrap();
         assert_eq!((page.results.len(), page.unidentified), (1, 2));
         assert_eq!(page.results[0].id, "s1");
     }
 
     #[test]
-    fn null_results_are_an_empty_page_but_missing_results_are_an_error() {
-        let null = parse_page(br#"{"total": 0, "results": null, "page": 0}"#, 0, 100).unwrap();
+    fn null_results_are_an_empty_page_missing_results_an_error_and_the_echoed_page_is_read() {
+        let null = parse_page(br#"{"total": 0, "results": null, "page": 0}"#, 100).unwrap();
         assert!(null.results.is_empty());
-        let e = parse_page(br#"{"total": 0, "page": 0}"#, 0, 100).unwrap_err();
+        let e = parse_page(br#"{"total": 0, "page": 0}"#, 100).unwrap_err();
         assert!(matches!(e, PageError::Missing("results")));
-        let e = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 1, 100).unwrap_err();
-        assert!(matches!(e, PageError::WrongPage { asked: 1, got: 2 }));
+        let echoed = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 100).unwrap();
+        assert_eq!(echoed.echoed_page, Some(2));
+        let e = parse_page(br#"{"total": 3, "results": [], "page": "2"}"#, 100).unwrap_err();
+        assert!(
+            matches!(e, PageError::WrongType { field: "page", .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -466,14 +470,10 @@ mod tests {
             ("\"12\"", "wrong type"),
         ] {
             let body = format!(r#"{{"total": {total}, "page": 0, "results": []}}"#);
-            let e = parse_page(body.as_bytes(), 0, 100).unwrap_err().to_string();
+            let e = parse_page(body.as_bytes(), 100).unwrap_err().to_string();
             assert!(e.contains(expect) && e.contains("total"), "{total}: {e}");
         }
-        let ok = parse_page(
-            br#"{"total": 2147483647, "page": 0, "results": []}"#,
-            0,
-            100,
-        );
+        let ok = parse_page(br#"{"total": 2147483647, "page": 0, "results": []}"#, 100);
         assert_eq!(ok.unwrap().total, 2_147_483_647);
     }
 
@@ -483,31 +483,27 @@ mod tests {
             .map(|i| json!({"sourceId": format!("s{i}")}))
             .collect();
         let body = json!({"total": 50, "page": 0, "results": results}).to_string();
-        let e = parse_page(body.as_bytes(), 0, 4).unwrap_err();
+        let e = parse_page(body.as_bytes(), 4).unwrap_err();
         assert!(
             matches!(e, PageError::TooManyResults { got: 5, limit: 4 }),
             "{e}"
         );
         let body = json!({"total": 50, "page": 0, "pageSize": 3, "results": results}).to_string();
-        let e = parse_page(body.as_bytes(), 0, 100).unwrap_err();
+        let e = parse_page(body.as_bytes(), 100).unwrap_err();
         assert!(
             matches!(e, PageError::TooManyResults { got: 5, limit: 3 }),
             "{e}"
         );
         let body = json!({"total": 50, "page": 0, "pageSize": 5, "results": results}).to_string();
-        assert_eq!(parse_page(body.as_bytes(), 0, 5).unwrap().results.len(), 5);
+        assert_eq!(parse_page(body.as_bytes(), 5).unwrap().results.len(), 5);
     }
 
     #[test]
     fn control_characters_in_what_the_server_sent_are_escaped_in_messages() {
         // JSON text escapes C0 controls itself, but not DEL or the C1 controls (CSI here).
-        let e = parse_page(
-            b"{\"total\": \"\\u009b2J\\u007f\", \"results\": []}",
-            0,
-            100,
-        )
-        .unwrap_err()
-        .to_string();
+        let e = parse_page(b"{\"total\": \"\\u009b2J\\u007f\", \"results\": []}", 100)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("\\u{9b}2J\\u{7f}") && !e.chars().any(char::is_control),
             "{e}"

@@ -244,6 +244,36 @@ async fn malformed_pages_fail_the_run_naming_the_page_and_the_problem() {
     }
 }
 
+/// The API documents the request's `page` as 0-based, not the number it echoes: a server
+/// that echoes page 0 as 1 is walked as well, and a page that then comes back as another
+/// page's still fails the run.
+#[tokio::test]
+async fn a_page_echo_counted_from_one_is_followed_and_still_checked() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(250, 79)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        sim.set_faults(Faults {
+            echo_page_from_one: true,
+            ..Faults::default()
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+        assert_eq!((report.counts.created, report.counts.walks), (250, 1));
+        assert_mirrors(&m, &sim.listing()).await;
+        sim.set_faults(Faults {
+            echo_page_from_one: true,
+            ..rule(Some(2), 1..=100, FaultAction::WrongPageNumber)
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Failed, "{}", m.backend());
+        let error = report.error.unwrap();
+        assert!(
+            error.contains("page 2") && error.contains("page 3"),
+            "{error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_source_field_of_the_wrong_type_quarantines_that_source_only() {
     for db in databases().await {

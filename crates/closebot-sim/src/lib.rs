@@ -94,6 +94,9 @@ pub struct Faults {
     pub unstable_order: bool,
     pub shrink_to: Option<usize>,
     pub mid_walk: Vec<MidWalk>,
+    /// Echoes `page` counted from 1 (the API documents the request's `page` as 0-based but
+    /// not the echo): page 0 is answered as page 1.
+    pub echo_page_from_one: bool,
 }
 
 #[derive(Clone, Debug)]

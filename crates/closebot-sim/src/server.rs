@@ -264,6 +264,7 @@ fn serve_page(
     request: &PageRequest,
     shape: Option<&FaultAction>,
 ) -> Response<Body> {
+    let echo_base = u32::from(sim.lock().faults.echo_page_from_one);
     let selected = match shape {
         Some(FaultAction::IgnorePaging) => {
             let everything = PageRequest {
@@ -284,7 +285,7 @@ fn serve_page(
     let doc = PageDoc {
         total: selected.total,
         results: &results,
-        page: request.page,
+        page: request.page.saturating_add(echo_base),
         page_size: request.page_size,
     };
     let mut body = match shape {

@@ -167,6 +167,25 @@ async fn body_faults_break_the_document_in_the_named_way() {
 }
 
 #[tokio::test]
+async fn a_page_echo_counted_from_one_shifts_only_the_echo() {
+    let (sim, server) = start(25).await;
+    let zero_based = get(&server, "pageSize=10&page=2").await.json();
+    sim.set_faults(Faults {
+        echo_page_from_one: true,
+        ..Faults::default()
+    });
+    for page in 0..3 {
+        let body = get(&server, &format!("pageSize=10&page={page}"))
+            .await
+            .json();
+        assert_eq!(body["page"], page + 1);
+        if page == 2 {
+            assert_eq!(body["results"], zero_based["results"], "the same sources");
+        }
+    }
+}
+
+#[tokio::test]
 async fn close_connection_drops_the_request_without_an_answer() {
     let (sim, server) = start(10).await;
     sim.set_faults(on_first(0, FaultAction::CloseConnection));

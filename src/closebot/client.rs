@@ -90,8 +90,13 @@ pub struct Client {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     max_page_bytes: u64,
+    /// The environment variable naming the proxy requests go through, if one is set.
+    proxy_variable: Option<&'static str>,
     pub counters: Arc<Counters>,
 }
+
+/// The variables reqwest, like curl, takes an https request's proxy from, in its order.
+const PROXY_VARIABLES: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
 /// What one attempt came to.
 enum Attempt {
@@ -117,10 +122,22 @@ impl Client {
             }
         });
         let mut builder = reqwest::Client::builder();
-        if crate::config::is_loopback(&api.base_url) {
+        let proxy_variable = if crate::config::is_loopback(&api.base_url) {
             // A proxy from the environment (HTTP_PROXY, ALL_PROXY) would carry a loopback
             // request, key and all, in plain text to another machine.
             builder = builder.no_proxy();
+            None
+        } else {
+            PROXY_VARIABLES
+                .into_iter()
+                .find(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()))
+        };
+        if let Some(variable) = proxy_variable {
+            // The variable's name only: its value may hold the proxy's password.
+            tracing::debug!(
+                variable,
+                "requests to the API go through the proxy this names"
+            );
         }
         let http = builder
             .timeout(api.timeout)
@@ -147,6 +164,7 @@ impl Client {
             in_flight: Arc::new(Semaphore::new(api.concurrency.max(1))),
             max_in_flight: api.concurrency.max(1),
             max_page_bytes: api.max_page_bytes,
+            proxy_variable,
             counters: Arc::default(),
         })
     }
@@ -211,10 +229,14 @@ impl Client {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                return Ok(Attempt::Retry {
-                    wait: None,
-                    why: describe_transport(&e),
-                })
+                let mut why = describe_transport(&e);
+                if let Some(variable) = self.proxy_variable.filter(|_| e.is_connect()) {
+                    why.push_str(&format!(
+                        "; {variable} is set, so this was the connection to that proxy, \
+                         unless NO_PROXY names the API's host"
+                    ));
+                }
+                return Ok(Attempt::Retry { wait: None, why });
             }
         };
         let status = response.status();

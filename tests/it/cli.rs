@@ -221,6 +221,33 @@ async fn a_proxy_in_the_environment_never_carries_a_loopback_request() {
     assert!(sim.requests().iter().all(|r| r.authorized));
 }
 
+/// An https API goes through the proxy named in the environment, and when that proxy
+/// cannot be reached the error says which variable named it, never its address (which may
+/// hold a password).
+#[tokio::test]
+async fn a_proxy_that_cannot_be_reached_is_named_by_its_variable_without_its_address() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let db = crate::common::sqlite();
+    let mut c = binary("https://api.closebot.invalid", &db, KEY);
+    c.env(
+        "HTTPS_PROXY",
+        format!("http://proxyuser:hunter2@127.0.0.1:{port}"),
+    )
+    .env("CLOSEBOT_SYNC_API__MAX_RETRIES", "0");
+    let (out, stdout, stderr) = run(c, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("HTTPS_PROXY is set") && stdout.contains("refused"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2") && !stdout.contains(KEY),
+        "{stdout}{stderr}"
+    );
+}
+
 /// The README's first command: the demo syncs a simulated agency twice and shows what
 /// changed, leaving a database that `status` reads and no write-ahead log beside it.
 #[tokio::test]

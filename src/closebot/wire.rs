@@ -128,12 +128,15 @@ fn looks_integral(n: &serde_json::Number) -> bool {
         .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
 }
 
-/// Decodes a body as JSON. A lone UTF-16 surrogate escape (`"Caf\ud83d"`, which string
-/// truncation on the vendor's side can emit) is read as U+FFFD, as lenient decoders do:
-/// only when serde_json reports one is the body repaired and read again, so a normal body
-/// is read once.
-pub fn decode_json(body: &[u8]) -> Result<Value, PageError> {
-    let first = match serde_json::from_slice(body) {
+/// Decodes a body as JSON with `decode`. A lone UTF-16 surrogate escape (`"Caf\ud83d"`,
+/// which string truncation on the vendor's side can emit) is read as U+FFFD, as lenient
+/// decoders do: only when serde_json reports one is the body repaired and read again, so a
+/// normal body is read once.
+fn decode_with<T>(
+    body: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+) -> Result<T, PageError> {
+    let first = match decode(body) {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
@@ -143,7 +146,7 @@ pub fn decode_json(body: &[u8]) -> Result<Value, PageError> {
             || text.starts_with("unexpected end of hex escape")
     };
     let error = match surrogate.then(|| repair_lone_surrogates(body)).flatten() {
-        Some(repaired) => match serde_json::from_slice(&repaired) {
+        Some(repaired) => match decode(&repaired) {
             Ok(v) => return Ok(v),
             Err(e) => e,
         },
@@ -153,6 +156,71 @@ pub fn decode_json(body: &[u8]) -> Result<Value, PageError> {
         detail: printable(&error.to_string()).into_owned(),
         cut_off: error.classify() == serde_json::error::Category::Eof,
     })
+}
+
+/// How deep serde_json nests values before it stops (its recursion limit).
+const MAX_DEPTH: usize = 128;
+
+/// A page's document, and the positions in its `results` of the records nested deeper
+/// than serde_json reads. Such a record would fail its whole page, and so every run, as
+/// long as the API sends it: it stands in the document as an object holding only its
+/// `sourceId`, so that the source is quarantined alone and the others mirrored.
+fn decode_page(body: &[u8]) -> Result<(Value, Vec<usize>), PageError> {
+    decode_with(body, |bytes| match serde_json::from_slice(bytes) {
+        Ok(v) => Ok((v, Vec::new())),
+        Err(e) if is_too_deep(&e) => around_deep_records(bytes),
+        Err(e) => Err(e),
+    })
+}
+
+fn is_too_deep(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("recursion limit exceeded")
+}
+
+/// The page read member by member: serde_json skips over a raw value without nesting
+/// limit, so each result can be tried alone.
+fn around_deep_records(bytes: &[u8]) -> Result<(Value, Vec<usize>), serde_json::Error> {
+    use serde_json::value::RawValue;
+    /// Only the id of a record, the rest skipped unread.
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        #[serde(rename = "sourceId")]
+        source_id: Option<String>,
+    }
+    let members: Vec<(String, &RawValue)> =
+        serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(bytes)?
+            .into_iter()
+            .collect();
+    let mut doc = serde_json::Map::new();
+    let mut deep = Vec::new();
+    for (key, raw) in members {
+        let value = match serde_json::from_str::<Option<Vec<&RawValue>>>(raw.get()) {
+            Ok(Some(items)) if key == "results" => {
+                let mut results = Vec::with_capacity(items.len());
+                for (index, item) in items.into_iter().enumerate() {
+                    results.push(match serde_json::from_str(item.get()) {
+                        Ok(v) => v,
+                        Err(e) if is_too_deep(&e) => {
+                            deep.push(index);
+                            // Not an object, or an id that is not text: the page's own
+                            // checks say so, as for a record of normal depth.
+                            match serde_json::from_str::<IdOnly>(item.get()) {
+                                Ok(IdOnly { source_id }) => {
+                                    serde_json::json!({ "sourceId": source_id })
+                                }
+                                Err(_) => Value::Array(Vec::new()),
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    });
+                }
+                Value::Array(results)
+            }
+            _ => serde_json::from_str(raw.get())?,
+        };
+        doc.insert(key, value);
+    }
+    Ok((Value::Object(doc), deep))
 }
 
 /// The value of the four hex digits at `at`, if there are four.
@@ -217,7 +285,7 @@ fn repair_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
 /// Every source is also checked against [`Source`], so a record of the wrong shape fails
 /// the page here, named by its `sourceId`.
 pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
-    let value = decode_json(body)?;
+    let (value, too_deep) = decode_page(body)?;
     let Value::Object(mut map) = value else {
         return Err(PageError::NotObject);
     };
@@ -298,7 +366,16 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
                 continue;
             }
         };
-        let typed = Source::from_value(&item);
+        let typed = if too_deep.contains(&index) {
+            Err(Defect {
+                field: "(the record)".into(),
+                problem: format!(
+                    "nested more than {MAX_DEPTH} levels deep: the record cannot be read"
+                ),
+            })
+        } else {
+            Source::from_value(&item)
+        };
         sources.push(RawSource {
             id: source_id,
             raw: item,
@@ -317,6 +394,11 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body read as one JSON value, as a page is when nothing in it is too deep.
+    fn decode_json(body: &[u8]) -> Result<Value, PageError> {
+        decode_with(body, |bytes| serde_json::from_slice(bytes))
+    }
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -390,6 +472,35 @@ mod tests {
         assert_eq!(defect.field, "wallet.topUpAmount");
         assert_eq!(page.results[1].id, "s\u{FFFD}2");
         assert!(page.results[1].typed.is_ok());
+    }
+
+    #[test]
+    fn a_record_nested_too_deep_to_read_is_a_defect_of_its_own_and_the_page_is_read() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(
+            r#"{{"total": 4, "page": 0, "results": [{{"sourceId": "s1", "name": "a"}},
+            {{"sourceId": "s2", "futureField": {deep}}}, {{"futureField": {deep}}},
+            {{"sourceId": "s\ud83d", "name": "b"}}]}}"#
+        );
+        assert!(
+            decode_json(body.as_bytes()).is_err(),
+            "too deep for one read"
+        );
+        let page = parse_page(body.as_bytes(), 100).unwrap();
+        assert_eq!(
+            (page.total, page.echoed_page, page.unidentified),
+            (4, Some(0), 1)
+        );
+        let ids: Vec<&str> = page.results.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2", "s\u{FFFD}"]);
+        assert_eq!(page.results[0].raw["name"], "a");
+        let defect = page.results[1].typed.as_ref().unwrap_err();
+        assert!(defect.problem.contains("nested more than 128"), "{defect}");
+        assert!(page.results[2].typed.is_ok());
+        // A result that is not an object stays the page's error, as at any depth.
+        let body = format!(r#"{{"total": 1, "results": [{deep}]}}"#);
+        let e = parse_page(body.as_bytes(), 100).unwrap_err();
+        assert!(matches!(e, PageError::ResultNotObject { index: 0 }), "{e}");
     }
 
     #[test]

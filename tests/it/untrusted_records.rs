@@ -284,6 +284,62 @@ async fn a_malformed_record_is_quarantined_while_the_others_apply_and_is_taken_o
     }
 }
 
+/// A record nested deeper than a JSON reader goes (here in a field the mirror does not
+/// know) would fail its whole page, and so every run while the API sends it.
+#[tokio::test]
+async fn a_record_nested_too_deep_to_read_is_quarantined_and_the_page_is_mirrored() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(40, 83)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let before = m
+            .dump("SELECT source_id, content_hash FROM sources ORDER BY source_id")
+            .await;
+        let mut deep = json!("bottom");
+        for _ in 0..300 {
+            deep = json!([deep]);
+        }
+        let mut bad = String::new();
+        sim.edit(|l| {
+            bad = id_at(l, 7);
+            l[7]["futureField"] = deep.clone();
+            l[8]["name"] = json!("renamed beside a record too deep");
+        });
+        let report = m.sync().await;
+        assert_eq!(
+            report.status,
+            RunStatus::Partial,
+            "{}: {:?}",
+            m.backend(),
+            report.error
+        );
+        assert_eq!((report.counts.rejected, report.counts.updated), (1, 1));
+        assert_eq!(
+            open_rejects(&m).await,
+            [(bad.clone(), "(the record)".to_string())]
+        );
+        let after = m
+            .dump("SELECT source_id, content_hash FROM sources ORDER BY source_id")
+            .await;
+        let row = |rows: &[serde_json::Map<String, Value>]| {
+            rows.iter()
+                .find(|r| r["source_id"] == bad.as_str())
+                .cloned()
+        };
+        assert_eq!(
+            row(&after),
+            row(&before),
+            "the quarantined source kept its state"
+        );
+        // Once the API sends it readable again, the reject is closed.
+        sim.edit(|l| {
+            l[7].as_object_mut().unwrap().shift_remove("futureField");
+        });
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        assert!(open_rejects(&m).await.is_empty());
+    }
+}
+
 #[tokio::test]
 async fn ids_too_long_to_index_are_quarantined_not_fatal() {
     for db in databases().await {

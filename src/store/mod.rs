@@ -47,8 +47,20 @@ pub enum StoreError {
         doing: &'static str,
         source: sqlx::Error,
     },
-    #[error("cannot migrate the database: {0}; if a migration was edited after it ran, restore it and add a new one instead")]
+    #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the database was upgraded by a newer closebot-sync: it has migration {version}, and \
+         this closebot-sync knows migrations up to {known}. Nothing was changed; run that newer \
+         closebot-sync (or restore the backup taken before the upgrade)"
+    )]
+    Newer { version: i64, known: i64 },
+    #[error(
+        "the database's schema history does not match this closebot-sync's migrations ({0}): \
+         it was migrated by another build. Nothing was changed; run the closebot-sync that last \
+         migrated it, or restore a backup"
+    )]
+    History(sqlx::migrate::MigrateError),
     #[error("another closebot-sync is syncing into this database ({0}); this run did not start")]
     Busy(String),
     #[error("the database schema is behind this closebot-sync ({} pending): run `closebot-sync migrate`", crate::text::count(*pending as u64, "migration", "migrations"))]
@@ -206,11 +218,28 @@ impl Store {
     pub(crate) async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
         let before = self.pending_migrations().await?;
         match &self.0 {
-            Pool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
-            Pool::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
+            Pool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await,
         }
+        .map_err(|e| self.migrate_error(e))?;
         dashboards::run_pending(self, held).await?;
         Ok(before)
+    }
+
+    /// Says what a refused migration means for the operator: a database a newer
+    /// closebot-sync upgraded, or one whose applied migrations are not this binary's.
+    fn migrate_error(&self, e: sqlx::migrate::MigrateError) -> StoreError {
+        use sqlx::migrate::MigrateError;
+        let known = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        match e {
+            MigrateError::VersionMissing(version) if version > known => {
+                StoreError::Newer { version, known }
+            }
+            MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_) => {
+                StoreError::History(e)
+            }
+            other => StoreError::Migrate(other),
+        }
     }
 
     /// Takes the writer lock, applies the pending migrations, releases the lock.

@@ -625,6 +625,67 @@ async fn migrate_as_before(store: &closebot_sync::store::Store, version: &str) {
     }
 }
 
+/// A database that a newer closebot-sync upgraded, or whose applied migrations are not this
+/// build's, is refused with what it means for the operator, and nothing is changed.
+#[tokio::test]
+async fn a_database_from_a_newer_or_another_build_is_refused_saying_which_and_left_as_it_was() {
+    for db in databases().await {
+        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
+            .await
+            .unwrap();
+        let backend = store.backend().name();
+        store.migrate_locked().await.unwrap();
+        let mut c = store.acquire().await.unwrap();
+        let checksum = match store.backend() {
+            closebot_sync::store::Backend::Sqlite => "x'00'",
+            closebot_sync::store::Backend::Postgres => "'\\x00'::bytea",
+        };
+        let future = format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from a newer closebot-sync', TRUE, {checksum}, 1)"
+        );
+        c.conn().execute(&future, vec![]).await.unwrap();
+        drop(c);
+        let before = crate::common::dump(
+            &store,
+            "SELECT version FROM _sqlx_migrations ORDER BY version",
+        )
+        .await;
+        let e = store.migrate_locked().await.unwrap_err().to_string();
+        assert!(
+            e.contains("upgraded by a newer closebot-sync")
+                && e.contains("migration 9999")
+                && e.contains("up to 5"),
+            "{backend}: {e}"
+        );
+        let mut c = store.acquire().await.unwrap();
+        for sql in [
+            "DELETE FROM _sqlx_migrations WHERE version = 9999",
+            &format!("UPDATE _sqlx_migrations SET checksum = {checksum} WHERE version = 1"),
+        ] {
+            c.conn().execute(sql, vec![]).await.unwrap();
+        }
+        drop(c);
+        let e = store.migrate_locked().await.unwrap_err().to_string();
+        assert!(
+            e.contains("does not match this closebot-sync's migrations")
+                && e.contains("migration 1"),
+            "{backend}: {e}"
+        );
+        assert_eq!(
+            crate::common::dump(
+                &store,
+                "SELECT version FROM _sqlx_migrations ORDER BY version"
+            )
+            .await
+            .len(),
+            before.len() - 1,
+            "{backend}: nothing applied"
+        );
+        store.close().await;
+    }
+}
+
 /// Mirrors written before the API's "never" (0001-01-01T00:00:00) was read as NULL hold
 /// year 1 in their time columns: the upgrade turns those into NULL and leaves other times.
 #[tokio::test]

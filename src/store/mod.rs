@@ -61,6 +61,12 @@ pub enum StoreError {
          migrated it, or restore a backup"
     )]
     History(sqlx::migrate::MigrateError),
+    #[error(
+        "cannot migrate the database: {0}. It holds a table of that name that closebot-sync \
+         did not make, and none of closebot-sync's was created: point database.url at an empty \
+         database of its own"
+    )]
+    Occupied(sqlx::migrate::MigrateError),
     #[error("another closebot-sync is syncing into this database ({0}); this run did not start")]
     Busy(String),
     #[error("the database schema is behind this closebot-sync ({} pending): run `closebot-sync migrate`", crate::text::count(*pending as u64, "migration", "migrations"))]
@@ -217,11 +223,29 @@ impl Store {
     /// for it).
     pub(crate) async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
         let before = self.pending_migrations().await?;
-        match &self.0 {
-            Pool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await,
-            Pool::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await,
-        }
-        .map_err(|e| self.migrate_error(e))?;
+        // sqlx leaves its migration lock (a PostgreSQL session lock) held when a migration
+        // fails: that connection is closed, not handed back to the pool with the lock, where
+        // it would make every later migration in this process wait for ever. (`run_direct`
+        // is `run` on one connection, which sqlx keeps public for futures that must be Send.)
+        let applied = match &self.0 {
+            Pool::Sqlite { pool, .. } => {
+                let mut c = pool.acquire().await.doing("connecting")?;
+                let applied = SQLITE_MIGRATIONS.run_direct(&mut *c).await;
+                if applied.is_err() {
+                    c.close_on_drop();
+                }
+                applied
+            }
+            Pool::Postgres { pool } => {
+                let mut c = pool.acquire().await.doing("connecting")?;
+                let applied = POSTGRES_MIGRATIONS.run_direct(&mut *c).await;
+                if applied.is_err() {
+                    c.close_on_drop();
+                }
+                applied
+            }
+        };
+        applied.map_err(|e| self.migrate_error(e))?;
         dashboards::run_pending(self, held).await?;
         Ok(before)
     }
@@ -237,6 +261,13 @@ impl Store {
             }
             MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_) => {
                 StoreError::History(e)
+            }
+            // PostgreSQL's duplicate_table, SQLite's own words for it.
+            MigrateError::ExecuteMigration(sqlx::Error::Database(ref d), _)
+                if d.code().as_deref() == Some("42P07")
+                    || d.message().contains("already exists") =>
+            {
+                StoreError::Occupied(e)
             }
             other => StoreError::Migrate(other),
         }

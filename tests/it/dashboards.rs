@@ -686,6 +686,35 @@ async fn a_database_from_a_newer_or_another_build_is_refused_saying_which_and_le
     }
 }
 
+/// A database that already holds a table of one of closebot-sync's names, made by
+/// something else, is refused with the fix, and none of closebot-sync's tables is made.
+#[tokio::test]
+async fn a_database_holding_someone_elses_table_of_the_same_name_is_refused_with_the_fix() {
+    for db in databases().await {
+        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
+            .await
+            .unwrap();
+        let backend = store.backend().name();
+        let mut c = store.acquire().await.unwrap();
+        c.conn()
+            .execute("CREATE TABLE sources (id INTEGER)", vec![])
+            .await
+            .unwrap();
+        drop(c);
+        let e = store.migrate_locked().await.unwrap_err().to_string();
+        assert!(
+            e.contains("\"sources\" already exists") || e.contains("table sources already exists"),
+            "{backend}: {e}"
+        );
+        assert!(e.contains("an empty database of its own"), "{backend}: {e}");
+        let mut c = store.acquire().await.unwrap();
+        let made = c.conn().execute("SELECT 1 FROM sync_runs", vec![]).await;
+        assert!(made.is_err(), "{backend}: sync_runs was made");
+        drop(c);
+        store.close().await;
+    }
+}
+
 /// Mirrors written before the API's "never" (0001-01-01T00:00:00) was read as NULL hold
 /// year 1 in their time columns: the upgrade turns those into NULL and leaves other times.
 #[tokio::test]

@@ -79,6 +79,15 @@ impl Store {
             }
             Pool::Postgres { pool } => {
                 let mut conn = pool.acquire().await.doing("connecting")?;
+                // A user that may use no schema of its search_path has no schema: say so, rather
+                // than fail on the NULL lock key below.
+                let (schema,): (Option<String>,) = sqlx::query_as("SELECT current_schema()::text")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .doing("reading the current schema")?;
+                if schema.is_none() {
+                    return Err(StoreError::NoSchema);
+                }
                 // One lock per database and schema, so separate test schemas do not collide.
                 let (got,): (bool,) = sqlx::query_as(
                     "SELECT pg_try_advisory_lock(hashtext('closebot-sync:' || current_database() || ':' || current_schema())::bigint)",

@@ -67,6 +67,20 @@ pub enum StoreError {
          database of its own"
     )]
     Occupied(sqlx::migrate::MigrateError),
+    #[error(
+        "cannot migrate the database: {0}. The database user may not create tables there \
+         (since PostgreSQL 15, only the database's owner may create in schema public unless \
+         granted): make the user the owner (ALTER DATABASE ... OWNER TO ...), or GRANT CREATE ON \
+         SCHEMA public TO it"
+    )]
+    NotAllowed(sqlx::migrate::MigrateError),
+    #[error(
+        "the database user may use no schema of its search_path (PostgreSQL's current_schema() \
+         is NULL), so there is nowhere to find or make closebot-sync's tables: GRANT USAGE, \
+         CREATE ON SCHEMA public TO the user (or the schema it is to use), or set its search_path \
+         to a schema it may use"
+    )]
+    NoSchema,
     #[error("another closebot-sync is syncing into this database ({0}); this run did not start")]
     Busy(String),
     #[error("the database schema is behind this closebot-sync ({} pending): run `closebot-sync migrate`", crate::text::count(*pending as u64, "migration", "migrations"))]
@@ -261,6 +275,13 @@ impl Store {
             }
             MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_) => {
                 StoreError::History(e)
+            }
+            // PostgreSQL's insufficient_privilege.
+            MigrateError::Execute(sqlx::Error::Database(ref d))
+            | MigrateError::ExecuteMigration(sqlx::Error::Database(ref d), _)
+                if d.code().as_deref() == Some("42501") =>
+            {
+                StoreError::NotAllowed(e)
             }
             // PostgreSQL's duplicate_table, SQLite's own words for it.
             MigrateError::ExecuteMigration(sqlx::Error::Database(ref d), _)

@@ -715,6 +715,58 @@ async fn a_database_holding_someone_elses_table_of_the_same_name_is_refused_with
     }
 }
 
+/// PostgreSQL 15 no longer lets every user create tables in schema public: a user that may
+/// not create tables gets the reason and the ways out, not just "permission denied".
+#[tokio::test]
+async fn a_postgres_user_that_may_not_create_tables_is_told_how_to_let_it() {
+    for db in databases().await {
+        if db.backend != "postgres" {
+            continue;
+        }
+        let admin = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
+            .await
+            .unwrap();
+        let mut c = admin.acquire().await.unwrap();
+        // A role of this test's own; it may exist from an earlier run.
+        let made = c
+            .conn()
+            .execute("CREATE ROLE closebot_test_cannot_create NOLOGIN", vec![])
+            .await;
+        if let Err(e) = made {
+            assert!(e.to_string().contains("already exists"), "{e}");
+        }
+        drop(c);
+        // The test's schema belongs to the administrator; the session acts as the role.
+        let url = format!("{}%20-c%20role%3Dclosebot_test_cannot_create", db.url);
+        let store = closebot_sync::store::Store::connect(&url.parse().unwrap(), 2)
+            .await
+            .unwrap();
+        // Not even USAGE on the schema: PostgreSQL's current schema is NULL.
+        let e = store.migrate_locked().await.unwrap_err().to_string();
+        assert!(e.contains("may use no schema of its search_path"), "{e}");
+        let (_, schema) = db.postgres_schema().unwrap();
+        let mut c = admin.acquire().await.unwrap();
+        c.conn()
+            .execute(
+                &format!("GRANT USAGE ON SCHEMA {schema} TO closebot_test_cannot_create"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        drop(c);
+        // USAGE, not CREATE.
+        let e = store.migrate_locked().await.unwrap_err().to_string();
+        assert!(
+            e.contains("permission denied")
+                && e.contains("may not create tables")
+                && e.contains("GRANT CREATE"),
+            "{e}"
+        );
+        store.close().await;
+        admin.close().await;
+    }
+}
+
 /// Mirrors written before the API's "never" (0001-01-01T00:00:00) was read as NULL hold
 /// year 1 in their time columns: the upgrade turns those into NULL and leaves other times.
 #[tokio::test]

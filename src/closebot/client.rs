@@ -232,8 +232,8 @@ impl Client {
                 let mut why = describe_transport(&e);
                 if let Some(variable) = self.proxy_variable.filter(|_| e.is_connect()) {
                     why.push_str(&format!(
-                        "; {variable} is set, so this was the connection to that proxy, \
-                         unless NO_PROXY names the API's host"
+                        "; {variable} is set: unless NO_PROXY names the API's host, this was \
+                         the connection to the proxy it names"
                     ));
                 }
                 return Ok(Attempt::Retry { wait: None, why });

@@ -92,41 +92,24 @@ pub struct TagFilterRule {
     pub condition: Option<String>,
 }
 
-/// A string, number or boolean as text (a number as JSON writes it), null as `None`; an
-/// array or object is not a scalar and stays an error.
+/// A string, number or boolean as text (a number exactly as the API wrote it: `1e3`,
+/// `1.50`, a 30-digit integer), null as `None`; a list or an object is not a scalar and
+/// stays an error.
 fn scalar_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct Scalar;
-    impl serde::de::Visitor<'_> for Scalar {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a string, a number, a boolean or null")
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(Value::from(v).to_string()))
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        // With serde_json's arbitrary_precision, a number keeps the text it came as.
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(serde::de::Error::invalid_type(
+            match other {
+                Value::Array(_) => serde::de::Unexpected::Seq,
+                _ => serde::de::Unexpected::Map,
+            },
+            &"a string, a number, a boolean or null",
+        )),
     }
-    d.deserialize_any(Scalar)
 }
 
 #[derive(Debug, Default, Deserialize)]

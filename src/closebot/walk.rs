@@ -63,6 +63,7 @@ impl EchoedPage {
 
     fn check<P>(self, f: &Fetched<P>) -> Result<(), ApiError> {
         match (self.base, f.echoed_page) {
+            // Both within int32 (the page checks it), so neither sum nor difference overflows.
             (Some(base), Some(got)) if got != i64::from(f.page) + base => {
                 Err(wrong_page(f.page, got - base))
             }

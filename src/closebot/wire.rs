@@ -2,6 +2,9 @@
 //! checks that turn a malformed response into an error naming the page and the problem.
 //! (About 320 lines of code; the rest are the tests of each check, kept beside it.)
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub use super::source::Source;
@@ -180,47 +183,54 @@ fn is_too_deep(e: &serde_json::Error) -> bool {
 /// The page read member by member: serde_json skips over a raw value without nesting
 /// limit, so each result can be tried alone.
 fn around_deep_records(bytes: &[u8]) -> Result<(Value, Vec<usize>), serde_json::Error> {
-    use serde_json::value::RawValue;
-    /// Only the id of a record, the rest skipped unread.
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        #[serde(rename = "sourceId")]
-        source_id: Option<String>,
-    }
-    let members: Vec<(String, &RawValue)> =
-        serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(bytes)?
-            .into_iter()
-            .collect();
+    let members = serde_json::from_slice::<BTreeMap<String, &RawValue>>(bytes)?;
     let mut doc = serde_json::Map::new();
     let mut deep = Vec::new();
     for (key, raw) in members {
-        let value = match serde_json::from_str::<Option<Vec<&RawValue>>>(raw.get()) {
-            Ok(Some(items)) if key == "results" => {
+        let items = (key == "results")
+            .then(|| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
+            .flatten();
+        let value = match items {
+            Some(items) => {
                 let mut results = Vec::with_capacity(items.len());
                 for (index, item) in items.into_iter().enumerate() {
                     results.push(match serde_json::from_str(item.get()) {
                         Ok(v) => v,
                         Err(e) if is_too_deep(&e) => {
                             deep.push(index);
-                            // Not an object, or an id that is not text: the page's own
-                            // checks say so, as for a record of normal depth.
-                            match serde_json::from_str::<IdOnly>(item.get()) {
-                                Ok(IdOnly { source_id }) => {
-                                    serde_json::json!({ "sourceId": source_id })
-                                }
-                                Err(_) => Value::Array(Vec::new()),
-                            }
+                            stand_in(item)
                         }
                         Err(e) => return Err(e),
                     });
                 }
                 Value::Array(results)
             }
-            _ => serde_json::from_str(raw.get())?,
+            // `results` null or not a list, and the other members, as they come: a member
+            // too deep here still fails the page.
+            None => serde_json::from_str(raw.get())?,
         };
         doc.insert(key, value);
     }
     Ok((Value::Object(doc), deep))
+}
+
+/// What stands for a record too deep to read: an object with its `sourceId` if that is
+/// text (else none, so the record counts as one without an id, as at any depth), or, for
+/// a result that is not an object, an empty list (the page's own check refuses it).
+fn stand_in(item: &RawValue) -> Value {
+    // A map of raw values reads any object, whatever its depth (a key sent twice: the last).
+    match serde_json::from_str::<BTreeMap<String, &RawValue>>(item.get()) {
+        Ok(members) => {
+            let id = members
+                .get("sourceId")
+                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+            match id {
+                Some(id) => serde_json::json!({ "sourceId": id }),
+                None => Value::Object(serde_json::Map::new()),
+            }
+        }
+        Err(_) => Value::Array(Vec::new()),
+    }
 }
 
 /// The value of the four hex digits at `at`, if there are four.
@@ -316,10 +326,15 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
     // its echo (page 0 tells).
     let echoed_page = match map.get("page") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or_else(|| PageError::WrongType {
-            field: "page",
-            found: type_name(v),
-        })?),
+        // An int32, as the API documents it: anything else is not a page number.
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|p| i32::try_from(*p).is_ok())
+                .ok_or_else(|| PageError::WrongType {
+                    field: "page",
+                    found: type_name(v),
+                })?,
+        ),
     };
     let reported_size = match map.get("pageSize") {
         None | Some(Value::Null) => None,
@@ -478,8 +493,10 @@ mod tests {
     fn a_record_nested_too_deep_to_read_is_a_defect_of_its_own_and_the_page_is_read() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         let body = format!(
-            r#"{{"total": 4, "page": 0, "results": [{{"sourceId": "s1", "name": "a"}},
+            r#"{{"total": 6, "page": 0, "results": [{{"sourceId": "s1", "name": "a"}},
             {{"sourceId": "s2", "futureField": {deep}}}, {{"futureField": {deep}}},
+            {{"sourceId": 7, "futureField": {deep}}},
+            {{"sourceId": "s5", "futureField": {deep}, "sourceId": null}},
             {{"sourceId": "s\ud83d", "name": "b"}}]}}"#
         );
         assert!(
@@ -489,7 +506,8 @@ mod tests {
         let page = parse_page(body.as_bytes(), 100).unwrap();
         assert_eq!(
             (page.total, page.echoed_page, page.unidentified),
-            (4, Some(0), 1)
+            (6, Some(0), 3),
+            "without a sourceId, with one that is not text, with the last of two null"
         );
         let ids: Vec<&str> = page.results.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["s1", "s2", "s\u{FFFD}"]);
@@ -519,11 +537,14 @@ mod tests {
         assert!(matches!(e, PageError::Missing("results")));
         let echoed = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 100).unwrap();
         assert_eq!(echoed.echoed_page, Some(2));
-        let e = parse_page(br#"{"total": 3, "results": [], "page": "2"}"#, 100).unwrap_err();
-        assert!(
-            matches!(e, PageError::WrongType { field: "page", .. }),
-            "{e}"
-        );
+        for page in ["\"2\"", "-9223372036854775808", "2147483648"] {
+            let body = format!(r#"{{"total": 3, "results": [], "page": {page}}}"#);
+            let e = parse_page(body.as_bytes(), 100).unwrap_err();
+            assert!(
+                matches!(e, PageError::WrongType { field: "page", .. }),
+                "{page}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -419,15 +419,18 @@ mod tests {
     fn a_tag_filter_written_with_numbers_or_booleans_is_kept_as_their_text() {
         // The filter's types are undocumented: an enum sent as its number must not
         // quarantine the source.
-        let p = prepared(json!({
-            "sourceId": "s1",
+        // Read from text, as a page is: a number keeps the text it came as.
+        let record = serde_json::from_str(
+            r#"{"sourceId": "s1",
             "bots": [{"tagFilterConfig": {"operator": 1,
                 "groups": [{"operator": null, "rules": [
                     {"tagName": "vip", "tagId": 42, "condition": 0},
-                    {"tagName": true, "condition": 2.5}
-                ]}]}}]
-        }))
+                    {"tagName": true, "condition": 2.5},
+                    {"tagName": 1.50, "tagId": 123456789012345678901234567890, "condition": 1e3}
+                ]}]}}]}"#,
+        )
         .unwrap();
+        let p = prepared(record).unwrap();
         let c = &p.children;
         assert_eq!(c.bots[0].tag_filter_operator.as_deref(), Some("1"));
         assert_eq!(c.tag_filter_groups[0].operator, None);
@@ -446,7 +449,13 @@ mod tests {
             rules,
             [
                 (Some("vip"), Some("42"), Some("0")),
-                (Some("true"), None, Some("2.5"))
+                (Some("true"), None, Some("2.5")),
+                // As written, not as a float would print it (serde_json signs the exponent).
+                (
+                    Some("1.50"),
+                    Some("123456789012345678901234567890"),
+                    Some("1e+3")
+                )
             ]
         );
         // A list or an object is not a scalar: the source is quarantined, naming the field.

@@ -12,6 +12,7 @@ mod sqlite;
 
 use std::path::PathBuf;
 
+use sqlx::migrate::MigrateError;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -62,9 +63,8 @@ pub enum StoreError {
     )]
     History(sqlx::migrate::MigrateError),
     #[error(
-        "cannot migrate the database: {0}. It holds a table of that name that closebot-sync \
-         did not make, and none of closebot-sync's was created: point database.url at an empty \
-         database of its own"
+        "cannot migrate the database: {0}. It held a table of that name before closebot-sync \
+         first migrated it: point database.url at an empty database of its own"
     )]
     Occupied(sqlx::migrate::MigrateError),
     #[error(
@@ -259,15 +259,16 @@ impl Store {
                 applied
             }
         };
-        applied.map_err(|e| self.migrate_error(e))?;
+        let fresh = before == self.migrator().iter().count();
+        applied.map_err(|e| self.migrate_error(e, fresh))?;
         dashboards::run_pending(self, held).await?;
         Ok(before)
     }
 
     /// Says what a refused migration means for the operator: a database a newer
     /// closebot-sync upgraded, or one whose applied migrations are not this binary's.
-    fn migrate_error(&self, e: sqlx::migrate::MigrateError) -> StoreError {
-        use sqlx::migrate::MigrateError;
+    /// `fresh`: the database had none of closebot-sync's migrations before.
+    fn migrate_error(&self, e: MigrateError, fresh: bool) -> StoreError {
         let known = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
         match e {
             MigrateError::VersionMissing(version) if version > known => {
@@ -283,10 +284,13 @@ impl Store {
             {
                 StoreError::NotAllowed(e)
             }
-            // PostgreSQL's duplicate_table, SQLite's own words for it.
+            // A table closebot-sync makes was there before it: PostgreSQL's duplicate_table,
+            // SQLite's own words for it.
             MigrateError::ExecuteMigration(sqlx::Error::Database(ref d), _)
-                if d.code().as_deref() == Some("42P07")
-                    || d.message().contains("already exists") =>
+                if fresh
+                    && (d.code().as_deref() == Some("42P07")
+                        || (d.message().starts_with("table ")
+                            && d.message().ends_with("already exists"))) =>
             {
                 StoreError::Occupied(e)
             }
@@ -335,11 +339,15 @@ impl Store {
         Ok(!found.is_empty())
     }
 
-    /// How many of this binary's migrations the database has not applied yet.
+    /// How many of this binary's migrations the database has not applied yet; an error if
+    /// it has applied one this binary does not have (a newer closebot-sync upgraded it) or
+    /// one that differs from this binary's (another build migrated it): no command should
+    /// read or write such a database as if it were its own.
     pub(crate) async fn pending_migrations(&self) -> Result<usize, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Applied {
             version: i64,
+            checksum: Vec<u8>,
         }
         let applied: Vec<Applied> = if !self.has_schema().await? {
             Vec::new()
@@ -347,12 +355,26 @@ impl Store {
             self.acquire()
                 .await?
                 .conn()
-                .fetch_all("SELECT version FROM _sqlx_migrations WHERE success", vec![])
+                .fetch_all(
+                    "SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+                    vec![],
+                )
                 .await
                 .doing("reading the applied migrations")?
         };
-        Ok(self
-            .migrator()
+        let known = self.migrator();
+        for a in &applied {
+            match known.iter().find(|m| m.version == a.version) {
+                Some(m) if *m.checksum == *a.checksum => {}
+                Some(_) => {
+                    return Err(self.migrate_error(MigrateError::VersionMismatch(a.version), false))
+                }
+                None => {
+                    return Err(self.migrate_error(MigrateError::VersionMissing(a.version), false))
+                }
+            }
+        }
+        Ok(known
             .iter()
             .filter(|m| !applied.iter().any(|a| a.version == m.version))
             .count())

@@ -10,6 +10,12 @@ use closebot_sync::sync::SyncOptions;
 use crate::common::rebuild::assert_mirrors;
 use crate::common::{databases, settings, sim_options, simulator, snapshot, Mirror};
 
+/// How many sources the mirror holds as deleted.
+async fn marked_deleted(m: &Mirror) -> i64 {
+    m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
+        .await
+}
+
 fn rule(page: Option<u32>, attempts: std::ops::RangeInclusive<u32>, action: FaultAction) -> Faults {
     Faults {
         rules: vec![FaultRule {
@@ -271,6 +277,15 @@ async fn a_page_echo_counted_from_one_is_followed_and_still_checked() {
             error.contains("page 2") && error.contains("page 3"),
             "{error}"
         );
+        // Page 0 may echo 0 or 1, nothing else.
+        sim.set_faults(Faults {
+            echo_page_from_one: true,
+            ..rule(Some(0), 1..=100, FaultAction::WrongPageNumber)
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Failed, "{}", m.backend());
+        let error = report.error.unwrap();
+        assert!(error.contains("page 2 for page 0"), "{error}");
     }
 }
 
@@ -340,11 +355,7 @@ async fn an_unstable_order_marks_nothing_deleted_unless_the_walks_together_saw_e
             report.notes
         );
         assert!(report.counts.seen < 250);
-        assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
-                .await,
-            0
-        );
+        assert_eq!(marked_deleted(&m).await, 0);
         let misses = m.count("SELECT COUNT(*) AS n FROM source_misses").await;
         assert_eq!(
             misses as u64,
@@ -445,11 +456,7 @@ async fn a_source_skipped_by_a_walk_that_looks_complete_is_not_marked_deleted() 
             m.backend(),
             before[page]
         );
-        assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
-                .await,
-            0
-        );
+        assert_eq!(marked_deleted(&m).await, 0);
         // The source really deleted (read on page 0 before it went) goes with the next run.
         let report = m.sync().await;
         assert_eq!(
@@ -480,11 +487,7 @@ async fn a_page_whose_results_are_null_deletes_nothing_and_the_next_walk_reads_i
         assert!(report.counts.seen < 250 && report.counts.deleted == 0);
         let notes = report.notes.unwrap();
         assert!(notes.contains("page 1 was empty"), "{notes}");
-        assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
-                .await,
-            0
-        );
+        assert_eq!(marked_deleted(&m).await, 0);
         // Null on the first request for the page only: the second walk reads it.
         let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
         sim.set_faults(rule(Some(1), 1..=1, FaultAction::NullResults));
@@ -512,11 +515,7 @@ async fn a_listing_that_suddenly_shrinks_is_not_taken_as_a_mass_deletion() {
             notes.contains("190 of 200") && notes.contains("--allow-mass-delete"),
             "{notes}"
         );
-        assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
-                .await,
-            0
-        );
+        assert_eq!(marked_deleted(&m).await, 0);
         let report = m
             .sync_with(SyncOptions {
                 trigger: "test".into(),
@@ -622,11 +621,7 @@ async fn a_source_without_an_id_is_left_out_loudly_and_the_run_deletes_nothing()
         let report = m.sync().await;
         assert_eq!(report.status, RunStatus::Partial, "{}", m.backend());
         assert!(report.notes.unwrap().contains("1 sources had no sourceId"));
-        assert_eq!(
-            m.count("SELECT COUNT(*) AS n FROM sources WHERE deleted_at IS NOT NULL")
-                .await,
-            0
-        );
+        assert_eq!(marked_deleted(&m).await, 0);
     }
 }
 

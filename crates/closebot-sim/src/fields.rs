@@ -101,19 +101,34 @@ pub(crate) fn stamp(r: &mut ChaCha8Rng, secs: i64) -> String {
         t.second()
     );
     match r.gen_range(0..20) {
-        0..=2 => base,
-        3 => {
-            // One draw gives both the digits and how many are written, so the records
-            // that follow in the stream stay as they were.
-            let ticks: u32 = r.gen_range(0..10_000_000);
-            let shown = 1 + (ticks % 7) as usize;
-            let digits = format!("{ticks:07}");
-            match digits[..shown].trim_end_matches('0') {
-                "" => base + "Z",
-                fraction => format!("{base}.{fraction}Z"),
+        // Without a zone; half of them with a fraction, chosen by the time itself so that
+        // no draw is added and the records that follow in the stream stay as they were.
+        0..=2 => {
+            let quarter = (secs / 900).unsigned_abs();
+            if quarter.is_multiple_of(2) {
+                base
+            } else {
+                base + &fraction(quarter.wrapping_mul(2_654_435_761) as u32)
             }
         }
+        3 => {
+            // One draw gives both the digits and how many are written.
+            let ticks: u32 = r.gen_range(0..10_000_000);
+            base + &fraction(ticks) + "Z"
+        }
         _ => base + "Z",
+    }
+}
+
+/// `.` and one to seven of the digits of `ticks` (ten-millionths of a second), as .NET
+/// writes them: trailing zeros dropped, nothing at all when none is left.
+fn fraction(ticks: u32) -> String {
+    let ticks = ticks % 10_000_000;
+    let shown = 1 + (ticks % 7) as usize;
+    let digits = format!("{ticks:07}");
+    match digits[..shown].trim_end_matches('0') {
+        "" => String::new(),
+        kept => format!(".{kept}"),
     }
 }
 

@@ -138,6 +138,7 @@ fn time_stamps_come_with_and_without_a_zone_and_fractions_of_any_length_and_all_
     let mut zoneless = 0;
     // How many fractional digits, as .NET writes them: none, or 1 to 7.
     let mut digits = std::collections::BTreeSet::new();
+    let mut zoneless_fractions = 0;
     for r in mixed_listing() {
         let windows = r["doNotRespondWindows"].as_array().into_iter().flatten();
         let stamps = windows
@@ -149,6 +150,9 @@ fn time_stamps_come_with_and_without_a_zone_and_fractions_of_any_length_and_all_
                 .split_once('.')
                 .map_or("", |(_, f)| f.trim_end_matches('Z'));
             digits.insert(fraction.len());
+            if !fraction.is_empty() && !s.ends_with('Z') {
+                zoneless_fractions += 1;
+            }
             if chrono::DateTime::parse_from_rfc3339(s).is_ok() {
                 zoned += 1;
             } else {
@@ -163,6 +167,10 @@ fn time_stamps_come_with_and_without_a_zone_and_fractions_of_any_length_and_all_
     assert!(
         digits.len() >= 5 && digits.contains(&7) && digits.iter().all(|d| *d <= 7),
         "fractional digits seen: {digits:?}"
+    );
+    assert!(
+        zoneless_fractions > 0,
+        "no zone-less time stamp with a fraction"
     );
 }
 

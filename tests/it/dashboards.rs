@@ -601,6 +601,13 @@ fn old_record(channels: &[&str], auto_refill: bool, cost: &str) -> String {
     .to_string()
 }
 
+/// A store over the test's database, opened as the commands open it.
+async fn store_of(db: &crate::common::Db) -> closebot_sync::store::Store {
+    closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
+        .await
+        .unwrap()
+}
+
 /// Applies the migrations numbered before `version`, as an older closebot-sync did.
 async fn migrate_as_before(store: &closebot_sync::store::Store, version: &str) {
     let flavour = match store.backend() {
@@ -630,9 +637,7 @@ async fn migrate_as_before(store: &closebot_sync::store::Store, version: &str) {
 #[tokio::test]
 async fn a_database_from_a_newer_or_another_build_is_refused_saying_which_and_left_as_it_was() {
     for db in databases().await {
-        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
-            .await
-            .unwrap();
+        let store = store_of(&db).await;
         let backend = store.backend().name();
         // Every migration but the last: one is pending when the database is refused.
         migrate_as_before(&store, "0005").await;
@@ -716,9 +721,7 @@ async fn a_database_from_a_newer_or_another_build_is_refused_saying_which_and_le
 #[tokio::test]
 async fn a_database_holding_someone_elses_table_of_the_same_name_is_refused_with_the_fix() {
     for db in databases().await {
-        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
-            .await
-            .unwrap();
+        let store = store_of(&db).await;
         let backend = store.backend().name();
         let mut c = store.acquire().await.unwrap();
         c.conn()
@@ -748,9 +751,7 @@ async fn a_postgres_user_that_may_not_create_tables_is_told_how_to_let_it() {
         if db.backend != "postgres" {
             continue;
         }
-        let admin = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
-            .await
-            .unwrap();
+        let admin = store_of(&db).await;
         let mut c = admin.acquire().await.unwrap();
         // A role of this test's own; it may exist from an earlier run.
         let made = c
@@ -797,9 +798,7 @@ async fn a_postgres_user_that_may_not_create_tables_is_told_how_to_let_it() {
 #[tokio::test]
 async fn an_upgrade_turns_the_apis_never_stored_as_year_one_into_null() {
     for db in databases().await {
-        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
-            .await
-            .unwrap();
+        let store = store_of(&db).await;
         let backend = store.backend().name();
         migrate_as_before(&store, "0005").await;
         let mut c = store.acquire().await.unwrap();
@@ -843,9 +842,7 @@ async fn an_upgrade_turns_the_apis_never_stored_as_year_one_into_null() {
 #[tokio::test]
 async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_versions() {
     for db in databases().await {
-        let store = closebot_sync::store::Store::connect(&db.url.parse().unwrap(), 2)
-            .await
-            .unwrap();
+        let store = store_of(&db).await;
         let backend = store.backend().name();
         migrate_as_before(&store, "0004").await;
         let (v1, v2) = (

@@ -1,6 +1,6 @@
 //! Wire types of `GET /agency/source`: tolerant of null and missing fields, and the page
 //! checks that turn a malformed response into an error naming the page and the problem.
-//! (About 320 lines of code; the rest are the tests of each check, kept beside it.)
+//! (About 400 lines of code; the rest are the tests of each check, kept beside it.)
 
 use std::collections::BTreeMap;
 
@@ -409,13 +409,13 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
 
     /// A body read as one JSON value, as a page is when nothing in it is too deep.
     fn decode_json(body: &[u8]) -> Result<Value, PageError> {
         decode_with(body, |bytes| serde_json::from_slice(bytes))
     }
-    use proptest::prelude::*;
-    use serde_json::json;
 
     fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![

@@ -418,8 +418,8 @@ mod tests {
     #[test]
     fn a_tag_filter_written_with_numbers_or_booleans_is_kept_as_their_text() {
         // The filter's types are undocumented: an enum sent as its number must not
-        // quarantine the source.
-        // Read from text, as a page is: a number keeps the text it came as.
+        // quarantine the source. Read from text, as a page is, so that a number keeps the
+        // text it came as.
         let record = serde_json::from_str(
             r#"{"sourceId": "s1",
             "bots": [{"tagFilterConfig": {"operator": 1,

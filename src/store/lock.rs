@@ -79,22 +79,18 @@ impl Store {
             }
             Pool::Postgres { pool } => {
                 let mut conn = pool.acquire().await.doing("connecting")?;
-                // A user that may use no schema of its search_path has no schema: say so, rather
-                // than fail on the NULL lock key below.
-                let (schema,): (Option<String>,) = sqlx::query_as("SELECT current_schema()::text")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .doing("reading the current schema")?;
-                if schema.is_none() {
-                    return Err(StoreError::NoSchema);
-                }
-                // One lock per database and schema, so separate test schemas do not collide.
-                let (got,): (bool,) = sqlx::query_as(
+                // One lock per database and schema, so separate test schemas do not collide. A
+                // user that may use no schema of its search_path has none: its key is NULL, and
+                // pg_try_advisory_lock (strict) takes no lock and answers NULL.
+                let (got,): (Option<bool>,) = sqlx::query_as(
                     "SELECT pg_try_advisory_lock(hashtext('closebot-sync:' || current_database() || ':' || current_schema())::bigint)",
                 )
                 .fetch_one(&mut *conn)
                 .await
                 .doing("taking the writer lock")?;
+                let Some(got) = got else {
+                    return Err(StoreError::NoSchema);
+                };
                 if got {
                     Ok(WriterLock::Postgres(Some(conn)))
                 } else {

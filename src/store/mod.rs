@@ -237,19 +237,13 @@ impl Store {
     /// for it).
     pub(crate) async fn migrate(&self, held: &WriterLock) -> Result<usize, StoreError> {
         let before = self.pending_migrations().await?;
-        // sqlx leaves its migration lock (a PostgreSQL session lock) held when a migration
-        // fails: that connection is closed, not handed back to the pool with the lock, where
-        // it would make every later migration in this process wait for ever. (`run_direct`
-        // is `run` on one connection, which sqlx keeps public for futures that must be Send.)
         let applied = match &self.0 {
-            Pool::Sqlite { pool, .. } => {
-                let mut c = pool.acquire().await.doing("connecting")?;
-                let applied = SQLITE_MIGRATIONS.run_direct(&mut *c).await;
-                if applied.is_err() {
-                    c.close_on_drop();
-                }
-                applied
-            }
+            Pool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await,
+            // sqlx leaves its migration lock (a PostgreSQL session lock) held when a
+            // migration fails: that connection is closed, not handed back to the pool with
+            // the lock, where it would make every later migration in this process wait for
+            // ever. (`run_direct` is `run` on one connection, which sqlx keeps public for
+            // futures that must be Send.) SQLite's migrations take no lock.
             Pool::Postgres { pool } => {
                 let mut c = pool.acquire().await.doing("connecting")?;
                 let applied = POSTGRES_MIGRATIONS.run_direct(&mut *c).await;

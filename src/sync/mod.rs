@@ -421,6 +421,21 @@ async fn walk_and_apply(
                 }
                 seen.extend(listed_again);
                 missing = gone;
+                // A confirming walk that could not be shown complete confirms nothing: what
+                // it did not list may sit where it failed.
+                if let Some(why) = w.incomplete {
+                    if !missing.is_empty() {
+                        let text = format!(
+                            "{} sources the listing no longer held were not marked deleted: the walk made to confirm it could not be shown complete ({why})",
+                            missing.len()
+                        );
+                        tracing::warn!(missing = missing.len(), "{text}");
+                        applier.record_misses(&missing).await?;
+                        status = RunStatus::Partial;
+                        notes.push(text);
+                        missing.clear();
+                    }
+                }
             }
             let limit = settings.sync.max_delete_fraction * live as f64;
             if !missing.is_empty() && missing.len() as f64 > limit && !options.allow_mass_delete {

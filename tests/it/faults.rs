@@ -467,6 +467,53 @@ async fn a_source_skipped_by_a_walk_that_looks_complete_is_not_marked_deleted() 
     }
 }
 
+/// The walk made to confirm a deletion confirms nothing when it is itself incomplete: the
+/// source the first walk skipped, and the confirming walk could not list, stays live.
+#[tokio::test]
+async fn a_confirming_walk_that_is_not_complete_marks_nothing_deleted() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(250, 64)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let before = crate::simulator_contract::ids_of(&sim.listing());
+        let skipped = before[m.settings.api.page_size as usize].clone();
+        sim.set_faults(Faults {
+            mid_walk: vec![
+                MidWalk::DeleteFirst { after_page: 0 },
+                MidWalk::InsertLast { after_page: 0 },
+            ],
+            // Page 0's second request is the confirming walk's: it comes back empty.
+            rules: vec![FaultRule {
+                page: Some(0),
+                attempts: 2..=2,
+                action: FaultAction::NullResults,
+            }],
+            ..Faults::default()
+        });
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Partial, "{}", m.backend());
+        assert_eq!((report.counts.walks, report.counts.deleted), (2, 0));
+        let notes = report.notes.unwrap_or_default();
+        assert!(
+            notes.contains("the walk made to confirm it could not be shown complete"),
+            "{notes}"
+        );
+        assert_eq!(
+            marked_deleted(&m).await,
+            0,
+            "{}: {skipped} was marked deleted",
+            m.backend()
+        );
+        // With the API whole again, the next run mirrors the listing, the real deletion included.
+        let report = m.sync().await;
+        assert_eq!(
+            (report.status, report.counts.deleted),
+            (RunStatus::Succeeded, 1)
+        );
+        assert_mirrors(&m, &sim.listing()).await;
+    }
+}
+
 /// The schema allows `"results": null` on any page. It reads as a page with nothing on
 /// it: no error, and the sources it should have held are not taken as deleted.
 #[tokio::test]

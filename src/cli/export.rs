@@ -44,7 +44,9 @@ pub(super) fn parse_as_of(text: &str) -> Result<DateTime<Utc>, String> {
 /// sourceId, each record as the API sent it, credentials left out. Reads a slice at a time,
 /// all in one read transaction, so a run that commits meanwhile is seen wholly or not at
 /// all. A time before the mirror's first completed run is an error: the mirror does not
-/// know the listing then, and an empty listing would say it was empty.
+/// know the listing then, and an empty listing would say it was empty. So is a time before
+/// the cut-off of `history.retain_days`: a source whose version then has been deleted
+/// would be left out.
 pub async fn export(
     store: &Store,
     at: DateTime<Utc>,
@@ -75,6 +77,20 @@ async fn export_in(tx: &mut Tx, at: DateTime<Utc>, out: &mut impl Write) -> anyh
                 .started_at
                 .to_rfc3339_opts(SecondsFormat::Micros, true)
         );
+    }
+    if let Some(horizon) = history::history_horizon(&mut tx.conn()).await? {
+        if at < horizon.pruned_before {
+            anyhow::bail!(
+                "--as-of {} is before {}, the cut-off before which run {} deleted the history \
+                 that had closed (history.retain_days): the listing then can no longer be rebuilt \
+                 whole; export a time from then on",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                horizon
+                    .pruned_before
+                    .to_rfc3339_opts(SecondsFormat::Micros, true),
+                horizon.run_id
+            );
+        }
     }
     let mut conn = tx.conn();
     let conn = &mut conn;

@@ -103,6 +103,27 @@ pub async fn first_completed_run(conn: &mut Conn<'_>) -> Result<Option<FirstRun>
     Ok(rows.into_iter().next())
 }
 
+/// The latest cut-off before which a run deleted history (`history.retain_days`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Horizon {
+    pub run_id: i64,
+    pub pruned_before: DateTime<Utc>,
+}
+
+/// The latest [`Horizon`], if any run deleted history by age: before it, a closed version
+/// may be gone, so the listing of that time cannot be rebuilt whole.
+pub async fn history_horizon(conn: &mut Conn<'_>) -> Result<Option<Horizon>, StoreError> {
+    let rows: Vec<Horizon> = conn
+        .fetch_all(
+            "SELECT run_id, history_pruned_before AS pruned_before FROM sync_runs \
+             WHERE history_pruned_before IS NOT NULL ORDER BY history_pruned_before DESC LIMIT 1",
+            vec![],
+        )
+        .await
+        .doing("reading the cut-off of history.retain_days")?;
+    Ok(rows.into_iter().next())
+}
+
 /// The `name` of a source's newest version, as the API sent it.
 pub async fn latest_name(
     conn: &mut Conn<'_>,

@@ -497,6 +497,7 @@ async fn retention_drops_what_closed_before_the_cut_off_and_keeps_what_is_curren
         let mut c = m.store.acquire().await.unwrap();
         for sql in [
             format!("UPDATE source_changes SET changed_at = '{OLD}'"),
+            format!("UPDATE sync_runs SET started_at = '{OLD}', finished_at = '{OLD}'"),
             format!("UPDATE source_versions SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
             format!("UPDATE source_bot_history SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
             format!("UPDATE source_wallet_history SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
@@ -572,5 +573,26 @@ async fn retention_drops_what_closed_before_the_cut_off_and_keeps_what_is_curren
         assert_eq!(rejects[0]["source_id"], "still", "{backend}");
         assert_eq!(renamed.renamed.len(), 3);
         assert_mirrors(&m, &sim.listing()).await;
+        // The listing of 2021 lost its closed versions: export refuses it rather than give
+        // it without them; a time after the cut-off is whole and exported.
+        let mut out = Vec::new();
+        let pruned =
+            closebot_sync::cli::export(&m.store, "2021-01-01T00:00:00Z".parse().unwrap(), &mut out)
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            pruned.contains("(history.retain_days)") && pruned.contains("run 3"),
+            "{backend}: {pruned}"
+        );
+        assert!(out.is_empty());
+        let after_cut = chrono::Utc::now() - chrono::Duration::days(29);
+        assert_eq!(
+            export(&m, Some(after_cut)).await["sources"]
+                .as_array()
+                .map(Vec::len),
+            Some(60),
+            "{backend}"
+        );
     }
 }

@@ -247,6 +247,15 @@ impl Applier {
                 .await
                 .doing("pruning history older than history.retain_days")?;
         }
+        // The cut-off goes with the run, so a reader can tell which times are whole.
+        self.tx
+            .conn()
+            .execute(
+                "UPDATE sync_runs SET history_pruned_before = $1 WHERE run_id = $2",
+                vec![Val::Time(Some(before)), Val::Int(Some(self.run_id))],
+            )
+            .await
+            .doing("recording the cut-off of history.retain_days")?;
         self.written += pruned;
         Ok(pruned)
     }

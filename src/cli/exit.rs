@@ -24,7 +24,7 @@ pub(crate) const SYNC_HELP: &str = "Exit codes:
   0  succeeded
   1  failed: nothing of the run was applied (the summary says why)
   2  invalid settings (the message names the setting and the fix)
-  3  partial: changes applied, nothing marked deleted (the summary says why)
+  3  partial: changes applied, but not all (nothing marked deleted, or sources quarantined; the summary says which)
   4  another closebot-sync is syncing this database: this run did not start
   5  stopped by SIGTERM or SIGINT: the run was rolled back";
 

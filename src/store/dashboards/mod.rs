@@ -9,7 +9,7 @@
 
 mod backfill;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::sql::Statements;
 use super::Backend;
@@ -119,19 +119,35 @@ pub(crate) fn states(children: &Children) -> [Vec<Row>; 2] {
             (bot, names.join(", "))
         })
         .collect();
-    let bots = children.bots.iter().map(|bot| {
-        BotState {
+    // A bot listed twice on a source in one state is one state: one row, as the SQL that
+    // opens and closes rows against the stored ones counts it. Borrowed, so the common case
+    // (no id repeated) allocates nothing per bot.
+    let mut taken = HashSet::new();
+    let bots = children.bots.iter().filter_map(|bot| {
+        let listed = channels.get(&(bot.source_id.as_str(), bot.position));
+        if let Some(id) = bot.bot_id.as_deref() {
+            let state = (
+                bot.source_id.as_str(),
+                id,
+                bot.bot_name.as_deref(),
+                bot.persona_name_override.as_deref(),
+                bot.enabled,
+                listed.map(String::as_str),
+            );
+            if !taken.insert(state) {
+                return None;
+            }
+        }
+        let state = BotState {
             source_id: bot.source_id.clone(),
             bot_id: bot.bot_id.clone(),
             bot_position: bot.bot_id.is_none().then_some(bot.position as i64),
             bot_name: bot.bot_name.clone(),
             persona_name_override: bot.persona_name_override.clone(),
             enabled: bot.enabled,
-            channels: channels
-                .get(&(bot.source_id.as_str(), bot.position))
-                .cloned(),
-        }
-        .into_row()
+            channels: listed.cloned(),
+        };
+        Some(state.into_row())
     });
     let wallets = children.wallets.iter().map(|w| w.clone().into_row());
     [bots.collect(), wallets.collect()]
@@ -202,13 +218,14 @@ impl Tracked {
         text
     }
 
-    /// The statements that open a row for each current state of `ids` without an open row.
+    /// The statements that open a row for each current state of `ids` without an open row
+    /// (one for a state listed twice, as [`states`] gives it).
     /// (The open rows are read by the id list too: correlated with the current rows alone,
     /// PostgreSQL hashed every open row of the table, 120 ms a batch at 100,000 sources.)
     fn open<'a>(&self, b: Backend, ids: &'a [String], at: &Val, run: &Val) -> Statements<'a> {
         let columns = self.columns(&[]);
         let sql = format!(
-            "INSERT INTO {t} ({}, valid_from, opened_run_id) SELECT {}, $1, $2 FROM ({}) c \
+            "INSERT INTO {t} ({}, valid_from, opened_run_id) SELECT DISTINCT {}, $1, $2 FROM ({}) c \
              WHERE NOT EXISTS (SELECT 1 FROM {t} h WHERE h.valid_to IS NULL \
              AND h.source_id IN ({{ids}}) AND {})",
             columns.join(", "),

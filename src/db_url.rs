@@ -58,6 +58,7 @@ impl FromStr for DatabaseUrl {
     fn from_str(text: &str) -> Result<DatabaseUrl, InvalidDatabaseUrl> {
         let url = text.trim().to_string();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            refuse_unknown_parameters(&url)?;
             return Ok(DatabaseUrl::Postgres { url });
         }
         if !url.starts_with("sqlite:") {
@@ -85,8 +86,61 @@ impl FromStr for DatabaseUrl {
             })?
             .get_filename()
             .to_path_buf();
+        if file.as_os_str().is_empty() {
+            // SQLite's name for a temporary database, gone when the process exits (an unset
+            // variable in `sqlite://$DB` writes it).
+            return Err(InvalidDatabaseUrl(format!(
+                "{url} names no file: give one, e.g. sqlite://closebot-sync.db or \
+                 sqlite:///var/lib/closebot-sync/closebot-sync.db"
+            )));
+        }
         Ok(DatabaseUrl::Sqlite { url, file })
     }
+}
+
+/// The query parameters PostgreSQL's driver (sqlx 0.8) reads; it ignores any other, and logs
+/// its value as it does, a password included (`sslpassword`).
+const POSTGRES_PARAMETERS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// A PostgreSQL URL's parameter the driver would ignore is refused by its name (never its
+/// value): a setting that does nothing is a mistake to show, and the driver's own warning
+/// would print the value.
+fn refuse_unknown_parameters(url: &str) -> Result<(), InvalidDatabaseUrl> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    for (key, _) in parsed.query_pairs() {
+        let known = POSTGRES_PARAMETERS.contains(&key.as_ref())
+            || (key.starts_with("options[") && key.ends_with(']'));
+        if !known {
+            return Err(InvalidDatabaseUrl(format!(
+                "the PostgreSQL URL has the parameter `{}`, which closebot-sync's PostgreSQL \
+                 driver does not know and would ignore: remove it (it reads {})",
+                crate::closebot::untrusted::printable(&key),
+                POSTGRES_PARAMETERS.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for DatabaseUrl {
@@ -124,6 +178,24 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_parameter_the_driver_would_ignore_is_refused_by_its_name_alone() {
+        for text in [
+            "postgres://u:pw@h/db?sslpassword=hunter3",
+            "postgres://u@h/db?sslmode=require&passcode=hunter3",
+        ] {
+            let e = text.parse::<DatabaseUrl>().unwrap_err().to_string();
+            assert!(e.contains("would ignore"), "{e}");
+            assert!(!e.contains("hunter3") && !e.contains("pw"), "{e}");
+        }
+        for text in [
+            "postgres://u@h/db?sslmode=require&application_name=x&options[search_path]=m",
+            "postgres://u@h/db?host=/run/postgresql&statement-cache-capacity=10",
+        ] {
+            assert!(text.parse::<DatabaseUrl>().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn a_url_of_no_usable_database_says_what_to_write() {
         for (text, says) in [
             ("mysql://x", "must start with sqlite: or postgres://"),
@@ -131,6 +203,7 @@ mod tests {
             ("sqlite::memory:", "in-memory"),
             ("sqlite://x.db?mode=memory", "in-memory"),
             ("sqlite://x.db?cache=sideways", "sqlite://PATH"),
+            ("sqlite://", "names no file"),
         ] {
             let e = text.parse::<DatabaseUrl>().unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");

@@ -221,6 +221,18 @@ mod tests {
     use super::*;
     use crate::config::load_toml;
 
+    #[test]
+    fn a_settings_file_that_does_not_parse_is_named_without_its_lines() {
+        for toml in [
+            "[api]\nkey = Sup3rSecretKey_42\n",
+            "[database]\nurl = \"postgres://closebot:Pa55word@db/closebot\n",
+        ] {
+            let e = load_toml(toml, &[]).unwrap_err().to_string();
+            assert!(e.contains("line 2"), "{e}");
+            assert!(!e.contains("Sup3rSecretKey_42") && !e.contains("Pa55word"), "{e}");
+        }
+    }
+
     /// The settings table of the README: (key, environment variable, default as written).
     fn readme_table() -> Vec<(String, String, String)> {
         let readme = include_str!("../../README.md");

@@ -26,7 +26,7 @@ pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the settings: {0}")]
+    #[error("cannot read the settings: {}", without_quoted_lines(.0))]
     Load(#[from] config::ConfigError),
     #[error("setting `{key}` is invalid: {problem}")]
     Invalid { key: &'static str, problem: String },
@@ -43,6 +43,19 @@ impl ConfigError {
     pub(crate) fn failure(&self) -> crate::failure::Failure {
         crate::failure::Failure::Settings
     }
+}
+
+/// The loader's error without the lines of the file it quotes (`2 | key = ...`): a line of
+/// the settings file may hold the API key or a database password, and the error goes to
+/// the journal. The line and column stay.
+fn without_quoted_lines(e: &config::ConfigError) -> String {
+    let quoted = |line: &str| {
+        let rest = line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.trim_start().starts_with('|')
+    };
+    let text = e.to_string();
+    let kept: Vec<&str> = text.lines().filter(|l| !quoted(l)).collect();
+    kept.join(" ")
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {

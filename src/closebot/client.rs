@@ -69,6 +69,81 @@ pub enum ApiError {
     Setup(String),
 }
 
+/// `text` with the API key, should the server have sent it back (in a body, a `Location`, a
+/// value of the page), replaced by `***`.
+fn without(text: String, key: &str) -> String {
+    if key.is_empty() || !text.contains(key) {
+        return text;
+    }
+    text.replace(key, "***")
+}
+
+impl ApiError {
+    /// The error with the API key taken out of everything the server said in it: every
+    /// error the client hands out passes here, so no server-made text carries the key to a
+    /// log, `sync_runs.error`, `status` or `/healthz`.
+    fn without(self, key: &str) -> ApiError {
+        let w = |text: String| without(text, key);
+        match self {
+            ApiError::KeyRefused { status, body } => ApiError::KeyRefused {
+                status,
+                body: w(body),
+            },
+            ApiError::Rejected {
+                status,
+                page,
+                body,
+                advice,
+            } => ApiError::Rejected {
+                status,
+                page,
+                body: w(body),
+                advice,
+            },
+            ApiError::GaveUp {
+                page,
+                attempts,
+                last,
+            } => ApiError::GaveUp {
+                page,
+                attempts,
+                last: w(last),
+            },
+            ApiError::BadPage { page, problem } => ApiError::BadPage {
+                page,
+                problem: match problem {
+                    PageError::Json { detail, cut_off } => PageError::Json {
+                        detail: w(detail),
+                        cut_off,
+                    },
+                    PageError::WrongType { field, found } => PageError::WrongType {
+                        field,
+                        found: w(found),
+                    },
+                    PageError::TotalOutOfRange { found } => {
+                        PageError::TotalOutOfRange { found: w(found) }
+                    }
+                    other => other,
+                },
+            },
+            ApiError::Redirected {
+                status,
+                page,
+                target,
+                why,
+                origin,
+            } => ApiError::Redirected {
+                status,
+                page,
+                target: w(target),
+                why,
+                origin,
+            },
+            ApiError::Setup(text) => ApiError::Setup(w(text)),
+        }
+    }
+}
+
 /// Requests and retries made, shared with the run that records them.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -189,9 +264,10 @@ impl Client {
         loop {
             attempt += 1;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let (wait, why) = match self.attempt(page, page_size).await? {
+            let answered = self.attempt(page, page_size).await;
+            let (wait, why) = match answered.map_err(|e| e.without(self.key.expose_secret()))? {
                 Attempt::Done(p) => return Ok(p),
-                Attempt::Retry { wait, why } => (wait, why),
+                Attempt::Retry { wait, why } => (wait, without(why, self.key.expose_secret())),
             };
             if attempt > self.max_retries {
                 return Err(ApiError::GaveUp {

@@ -229,7 +229,10 @@ mod tests {
         ] {
             let e = load_toml(toml, &[]).unwrap_err().to_string();
             assert!(e.contains("line 2"), "{e}");
-            assert!(!e.contains("Sup3rSecretKey_42") && !e.contains("Pa55word"), "{e}");
+            assert!(
+                !e.contains("Sup3rSecretKey_42") && !e.contains("Pa55word"),
+                "{e}"
+            );
         }
     }
 

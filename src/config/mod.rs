@@ -50,7 +50,9 @@ impl ConfigError {
 /// the journal. The line and column stay.
 fn without_quoted_lines(e: &config::ConfigError) -> String {
     let quoted = |line: &str| {
-        let rest = line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit());
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
         rest.trim_start().starts_with('|')
     };
     let text = e.to_string();

@@ -27,12 +27,25 @@ pub(super) fn validate(
     warnings: Vec<String>,
     env: &[(String, String)],
 ) -> Result<Settings, ConfigError> {
+    // Not shown back: a URL that does not parse may still hold a password.
     let base_url = url::Url::parse(&raw.api.base_url).map_err(|e| {
         invalid(
             "api.base_url",
-            format!("{:?} is not a URL ({e})", raw.api.base_url),
+            format!("is not a URL ({e}); write the API's address, e.g. https://api.closebot.com"),
         )
     })?;
+    if !base_url.username().is_empty()
+        || base_url.password().is_some()
+        || base_url.query().is_some()
+        || base_url.fragment().is_some()
+    {
+        return Err(invalid(
+            "api.base_url",
+            "holds a user name, password, query string or fragment: give the API's address \
+             alone, e.g. https://api.closebot.com (the key goes in api.key or api.key_file); \
+             anything else in it would be sent with every request and shown in messages",
+        ));
+    }
     check_transport(&base_url)?;
     if raw.api.page_size == 0 || raw.api.page_size > MAX_PAGE_SIZE {
         return Err(invalid(
@@ -248,6 +261,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_a_query_or_a_fragment_is_refused_without_showing_them() {
+        for bad in [
+            "https://u:BasicPw@api.example",
+            "https://u@api.example",
+            "https://api.example/?token=QSECRET",
+            "https://api.example/#QSECRET",
+            "https://u:BasicPw@[bad",
+        ] {
+            let toml = format!("[api]\nbase_url = \"{bad}\"\n");
+            let e = load_toml(&toml, &[]).unwrap_err().to_string();
+            assert!(e.contains("api.base_url"), "{bad}: {e}");
+            assert!(
+                !e.contains("BasicPw") && !e.contains("QSECRET"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(load_toml("[api]\nbase_url = \"https://api.example/v1/\"\n", &[]).is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use closebot_sync::store::runs::RunStatus;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{databases, settings, sim_options, simulator, snapshot, Db, Mirror};
+use crate::common::{databases, settings, sim_options, simulator, snapshot, Db, Mirror, KEY};
 
 fn always(action: FaultAction) -> Faults {
     on_page(None, action)
@@ -136,6 +136,37 @@ async fn a_redirect_to_another_origin_is_never_followed_and_no_other_server_rece
         0,
         "no request went elsewhere"
     );
+}
+
+/// A server that sends the key back in what the error shows (a redirect's target, a value
+/// of the page) does not get it into the error, the run row or `status`: `***` stands in.
+#[tokio::test]
+async fn the_key_sent_back_in_a_location_or_a_value_is_never_shown() {
+    for db in databases().await {
+        let (sim, _server, m) = mirror_of(&db, 5, 229).await;
+        for fault in [
+            FaultAction::Redirect {
+                code: 302,
+                location: format!("https://elsewhere.invalid/{KEY}/agency/source"),
+            },
+            FaultAction::SetTotal(serde_json::json!(KEY)),
+        ] {
+            sim.set_faults(always(fault.clone()));
+            let report = m.sync().await;
+            let case = format!("{}: {fault:?}", m.backend());
+            assert_eq!(report.status, RunStatus::Failed, "{case}");
+            let error = report.error.unwrap();
+            assert!(
+                !error.contains(KEY) && error.contains("***"),
+                "{case}: {error}"
+            );
+            let stored = m.dump("SELECT error FROM sync_runs").await;
+            assert!(
+                stored.iter().all(|r| !r["error"].to_string().contains(KEY)),
+                "{case}: {stored:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -343,9 +343,11 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
             found: type_name(v),
         })?),
     };
+    // The schema requires no property: a serializer that leaves out nulls sends no
+    // `results` where another sends `null`. Either is a page with nothing on it, which the
+    // walk does not take as the end of a listing that `total` says goes on.
     let results = match map.swap_remove("results") {
-        None => return Err(PageError::Missing("results")),
-        Some(Value::Null) => Vec::new(),
+        None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
             return Err(PageError::WrongType {
@@ -530,11 +532,25 @@ mod tests {
     }
 
     #[test]
-    fn null_results_are_an_empty_page_missing_results_an_error_and_the_echoed_page_is_read() {
-        let null = parse_page(br#"{"total": 0, "results": null, "page": 0}"#, 100).unwrap();
-        assert!(null.results.is_empty());
-        let e = parse_page(br#"{"total": 0, "page": 0}"#, 100).unwrap_err();
-        assert!(matches!(e, PageError::Missing("results")));
+    fn null_or_missing_results_are_an_empty_page_and_the_echoed_page_is_read() {
+        for body in [
+            r#"{"total": 7, "results": null, "page": 0}"#,
+            r#"{"total": 7, "page": 0}"#,
+        ] {
+            let page = parse_page(body.as_bytes(), 100).unwrap();
+            assert!(page.results.is_empty() && page.total == 7, "{body}");
+        }
+        let e = parse_page(br#"{"total": 7, "results": {}, "page": 0}"#, 100).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PageError::WrongType {
+                    field: "results",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let echoed = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 100).unwrap();
         assert_eq!(echoed.echoed_page, Some(2));
         for page in ["\"2\"", "-9223372036854775808", "2147483648"] {

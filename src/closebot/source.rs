@@ -9,7 +9,8 @@ use super::untrusted::{is_secret_name, printable};
 use super::wire::Defect;
 
 /// A source as the mirror models it. Every field is optional: strings and arrays may be
-/// null, and older API versions lack the newer fields. Unknown fields are ignored here and
+/// null, so may the elements of an array (the schema cannot mark a `$ref` item nullable,
+/// and says nothing of it), and older API versions lack the newer fields. Unknown fields are ignored here and
 /// kept in the raw record.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,12 +25,12 @@ pub struct Source {
     pub connected: Option<bool>,
     pub auto_shutoff: Option<bool>,
     pub graceful_goodbye: Option<bool>,
-    pub bots: Option<Vec<Bot>>,
+    pub bots: Option<Vec<Option<Bot>>>,
     pub accounts_with_access: Option<Vec<Option<String>>>,
     pub is_availability_contact_timezone: Option<bool>,
-    pub respond_windows: Option<Vec<RespondWindow>>,
-    pub do_not_respond_windows: Option<Vec<DoNotRespondWindow>>,
-    pub bot_respond_windows: Option<Vec<BotRespondWindow>>,
+    pub respond_windows: Option<Vec<Option<RespondWindow>>>,
+    pub do_not_respond_windows: Option<Vec<Option<DoNotRespondWindow>>>,
+    pub bot_respond_windows: Option<Vec<Option<BotRespondWindow>>>,
     pub is_bot_respond_windows_quiet_hours: Option<bool>,
     pub summarize_attachments: Option<bool>,
     pub respond_to_reactions: Option<bool>,
@@ -53,7 +54,7 @@ pub struct Bot {
     pub persona_name_override: Option<String>,
     pub enabled: Option<bool>,
     pub channels: Option<Vec<Option<String>>>,
-    pub tags: Option<Vec<Tag>>,
+    pub tags: Option<Vec<Option<Tag>>>,
     pub tag_filter_config: Option<TagFilterConfig>,
 }
 
@@ -71,14 +72,14 @@ pub struct Tag {
 pub struct TagFilterConfig {
     #[serde(default, deserialize_with = "scalar_text")]
     pub operator: Option<String>,
-    pub groups: Option<Vec<TagFilterGroup>>,
+    pub groups: Option<Vec<Option<TagFilterGroup>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TagFilterGroup {
     #[serde(default, deserialize_with = "scalar_text")]
     pub operator: Option<String>,
-    pub rules: Option<Vec<TagFilterRule>>,
+    pub rules: Option<Vec<Option<TagFilterRule>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

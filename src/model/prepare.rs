@@ -56,6 +56,12 @@ fn listed<T>(list: Option<Vec<T>>) -> impl Iterator<Item = (usize, T)> {
     list.unwrap_or_default().into_iter().enumerate()
 }
 
+/// The objects of such a list, a null element read as an object whose fields are all
+/// null: its row holds NULLs at its position, as a null text of a list of texts does.
+fn listed_objects<T: Default>(list: Option<Vec<Option<T>>>) -> impl Iterator<Item = (usize, T)> {
+    listed(list).map(|(p, object)| (p, object.unwrap_or_default()))
+}
+
 /// An id no index can hold.
 pub(super) fn check_id(field: impl FnOnce() -> String, id: &str) -> Result<(), Defect> {
     if id.len() <= MAX_ID_BYTES {
@@ -82,7 +88,7 @@ pub(super) fn rows(id: &str, mut typed: Source, store_credentials: bool) -> Resu
         unparsed += failed;
     }
     let mut bots = Vec::new();
-    for (b, bot) in listed(typed.bots.take()) {
+    for (b, bot) in listed_objects(typed.bots.take()) {
         if let Some(bot_id) = &bot.id {
             check_id(|| format!("bots[{b}].id"), bot_id)?;
             bots.push((
@@ -93,17 +99,17 @@ pub(super) fn rows(id: &str, mut typed: Source, store_credentials: bool) -> Resu
         bot_rows(id, b, bot, &mut children);
     }
     children.accounts = account_rows(id, typed.accounts_with_access.take());
-    for (p, w) in listed(typed.respond_windows.take()) {
+    for (p, w) in listed_objects(typed.respond_windows.take()) {
         let (row, failed) = respond_window_row(id, p, w);
         children.respond_windows.push(row);
         unparsed += failed;
     }
-    for (p, w) in listed(typed.do_not_respond_windows.take()) {
+    for (p, w) in listed_objects(typed.do_not_respond_windows.take()) {
         children
             .do_not_respond_windows
             .push(do_not_respond_window_row(id, p, w)?);
     }
-    for (p, w) in listed(typed.bot_respond_windows.take()) {
+    for (p, w) in listed_objects(typed.bot_respond_windows.take()) {
         let (row, failed) = bot_respond_window_row(id, p, w);
         children.bot_respond_windows.push(row);
         unparsed += failed;
@@ -205,7 +211,7 @@ fn bot_rows(id: &str, b: usize, bot: Bot, out: &mut Children) {
             channel: text(channel),
         });
     }
-    for (p, tag) in listed(bot.tags) {
+    for (p, tag) in listed_objects(bot.tags) {
         out.bot_tags.push(BotTagRow {
             source_id: id.to_string(),
             bot_position: b,
@@ -215,14 +221,14 @@ fn bot_rows(id: &str, b: usize, bot: Bot, out: &mut Children) {
             approve_deny: tag.approve_deny,
         });
     }
-    for (g, group) in listed(filter.groups) {
+    for (g, group) in listed_objects(filter.groups) {
         out.tag_filter_groups.push(TagFilterGroupRow {
             source_id: id.to_string(),
             bot_position: b,
             position: g,
             operator: text(group.operator),
         });
-        for (p, rule) in listed(group.rules) {
+        for (p, rule) in listed_objects(group.rules) {
             out.tag_filter_rules.push(TagFilterRuleRow {
                 source_id: id.to_string(),
                 bot_position: b,
@@ -413,6 +419,41 @@ mod tests {
         assert_eq!(p.bots, [("b1".to_string(), Some("Ann".to_string()))]);
         // "cheap" and "soon".
         assert_eq!(p.unparsed, 2);
+    }
+
+    #[test]
+    fn a_null_element_of_a_list_of_objects_is_a_row_of_nulls_at_its_place() {
+        let p = prepared(json!({
+            "sourceId": "s1",
+            "bots": [null, {"id": "b1", "tags": [null, {"id": "t1"}],
+                "tagFilterConfig": {"groups": [null, {"rules": [null]}]}}],
+            "respondWindows": [null],
+            "doNotRespondWindows": [null],
+            "botRespondWindows": [null]
+        }))
+        .expect("null elements do not quarantine the source");
+        let c = &p.children;
+        let bots: Vec<_> = c
+            .bots
+            .iter()
+            .map(|b| (b.position, b.bot_id.as_deref(), b.bot_name.as_deref()))
+            .collect();
+        assert_eq!(bots, [(0, None, None), (1, Some("b1"), None)]);
+        let tags: Vec<_> = c
+            .bot_tags
+            .iter()
+            .map(|t| (t.position, t.tag_id.as_deref()))
+            .collect();
+        assert_eq!(tags, [(0, None), (1, Some("t1"))]);
+        assert_eq!(c.tag_filter_groups.len(), 2);
+        assert_eq!(c.tag_filter_rules.len(), 1);
+        assert_eq!(c.tag_filter_rules[0].tag_name, None);
+        assert_eq!(c.respond_windows.len(), 1);
+        assert_eq!(c.respond_windows[0].day_of_week_utc, None);
+        assert_eq!(
+            (c.do_not_respond_windows.len(), c.bot_respond_windows.len()),
+            (1, 1)
+        );
     }
 
     #[test]

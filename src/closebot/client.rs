@@ -69,6 +69,16 @@ pub enum ApiError {
     Setup(String),
 }
 
+/// Whether two URLs carry the same query parameters, in any order.
+fn same_query(a: &url::Url, b: &url::Url) -> bool {
+    let pairs = |u: &url::Url| {
+        let mut pairs: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+        pairs.sort();
+        pairs
+    };
+    pairs(a) == pairs(b)
+}
+
 /// `text` with the API key, should the server have sent it back (in a body, a `Location`, a
 /// value of the page), replaced by `***`.
 fn without(text: String, key: &str) -> String {
@@ -188,9 +198,16 @@ impl Client {
         // reqwest strips only the standard credential headers on a cross-host redirect, not
         // X-CB-KEY: a redirect is followed only within the configured origin (scheme, host
         // and port), and a few hops at most; any other comes back as the 3xx it is.
+        // The query must stay the request's: a server may move the path, not choose the
+        // page, the page size or the order, nor add a parameter such as forceTokenRefresh
+        // (which refreshes every source's CRM token).
         let origin = api.base_url.origin();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() <= MAX_REDIRECTS && attempt.url().origin() == origin {
+            let asked = attempt.previous().first();
+            if attempt.previous().len() <= MAX_REDIRECTS
+                && attempt.url().origin() == origin
+                && asked.is_none_or(|asked| same_query(asked, attempt.url()))
+            {
                 attempt.follow()
             } else {
                 attempt.stop()
@@ -408,6 +425,15 @@ impl Client {
         let target = location.as_deref().map(|l| response.url().join(l));
         let (target, why) = match target {
             None => ("nowhere".to_string(), "without a Location header"),
+            Some(Ok(url))
+                if url.origin() == self.url.origin() && !same_query(response.url(), &url) =>
+            {
+                (
+                    shown_url(url),
+                    "which changes the request's query (page, pageSize, order, or a parameter \
+                     never sent such as forceTokenRefresh)",
+                )
+            }
             Some(Ok(url)) if url.origin() == self.url.origin() => (
                 shown_url(url),
                 "after the most redirects followed within the same origin",

@@ -216,6 +216,39 @@ async fn a_redirect_within_the_same_origin_is_followed_a_few_hops_at_most() {
             1 + MAX_REDIRECTS,
             "the first request and {MAX_REDIRECTS} hops"
         );
+        // Within the origin, but to another query: the side-effect parameter, or another
+        // page. Not followed: the server never chooses what is asked.
+        for location in [
+            "/agency/source?page=1&pageSize=100&order=%2Bid&forceTokenRefresh=true",
+            "/agency/source?page=0&pageSize=100&order=%2Bid",
+        ] {
+            sim.set_faults(on_page(
+                Some(1),
+                FaultAction::Redirect {
+                    code: 302,
+                    location: location.into(),
+                },
+            ));
+            let before = sim.requests().len();
+            let report = m.sync().await;
+            assert_eq!(report.status, RunStatus::Failed, "{location}");
+            let error = report.error.unwrap();
+            assert!(
+                error.contains("changes the request's query"),
+                "{location}: {error}"
+            );
+            let sent = &sim.requests()[before..];
+            assert!(
+                sent.iter()
+                    .all(|r| r.query.iter().all(|(k, _)| k != "forceTokenRefresh")),
+                "{location}: followed"
+            );
+            assert_eq!(
+                requests_for(sent, 1),
+                1,
+                "{location}: not followed nor retried"
+            );
+        }
     }
 }
 

@@ -141,8 +141,9 @@ pub struct BotRespondWindow {
 pub struct Wallet {
     pub re_billing: Option<bool>,
     pub auto_refill: Option<bool>,
-    pub top_up_amount: Option<i64>,
-    pub refill_threshold: Option<i64>,
+    /// int32, as the API documents its integers: a larger value quarantines the source.
+    pub top_up_amount: Option<i32>,
+    pub refill_threshold: Option<i32>,
     pub stripe_customer_id: Option<String>,
     pub currency: Option<String>,
     pub response_unit_cost_override: Option<String>,

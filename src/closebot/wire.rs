@@ -338,10 +338,15 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
     };
     let reported_size = match map.get("pageSize") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| PageError::WrongType {
-            field: "pageSize",
-            found: type_name(v),
-        })?),
+        // An int32 too.
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|s| i32::try_from(*s).is_ok())
+                .ok_or_else(|| PageError::WrongType {
+                    field: "pageSize",
+                    found: type_name(v),
+                })?,
+        ),
     };
     // The schema requires no property: a serializer that leaves out nulls sends no
     // `results` where another sends `null`. Either is a page with nothing on it, which the
@@ -553,6 +558,21 @@ mod tests {
         );
         let echoed = parse_page(br#"{"total": 3, "results": [], "page": 2}"#, 100).unwrap();
         assert_eq!(echoed.echoed_page, Some(2));
+        let e = parse_page(
+            br#"{"total": 3, "results": [], "pageSize": 2147483648}"#,
+            100,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PageError::WrongType {
+                    field: "pageSize",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         for page in ["\"2\"", "-9223372036854775808", "2147483648"] {
             let body = format!(r#"{{"total": 3, "results": [], "page": {page}}}"#);
             let e = parse_page(body.as_bytes(), 100).unwrap_err();

@@ -177,8 +177,8 @@ fn wallet_row(id: &str, w: Wallet) -> (WalletRow, usize) {
         source_id: id.to_string(),
         re_billing: w.re_billing,
         auto_refill: w.auto_refill,
-        top_up_amount: w.top_up_amount,
-        refill_threshold: w.refill_threshold,
+        top_up_amount: w.top_up_amount.map(i64::from),
+        refill_threshold: w.refill_threshold.map(i64::from),
         stripe_customer_id: text(w.stripe_customer_id),
         currency: text(w.currency),
         response_unit_cost_override: response,
@@ -419,6 +419,23 @@ mod tests {
         assert_eq!(p.bots, [("b1".to_string(), Some("Ann".to_string()))]);
         // "cheap" and "soon".
         assert_eq!(p.unparsed, 2);
+    }
+
+    #[test]
+    fn a_wallet_amount_outside_int32_quarantines_the_source_naming_the_field() {
+        let at_most = prepared(json!({"sourceId": "s1", "wallet": {"topUpAmount": i32::MAX, "refillThreshold": i32::MIN}}))
+            .unwrap();
+        assert_eq!(
+            at_most.children.wallets[0].top_up_amount,
+            Some(i64::from(i32::MAX))
+        );
+        for (field, value) in [
+            ("topUpAmount", 99_999_999_999i64),
+            ("refillThreshold", -2_147_483_649),
+        ] {
+            let e = prepared(json!({"sourceId": "s1", "wallet": {field: value}})).unwrap_err();
+            assert_eq!(e.defect.field, format!("wallet.{field}"));
+        }
     }
 
     #[test]

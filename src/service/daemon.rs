@@ -93,7 +93,11 @@ fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
                 trigger: trigger.as_str().to_string(),
                 ..SyncOptions::default()
             };
-            report_late_failures(&store, &mut *pending.lock().await).await;
+            let late = async { report_late_failures(&store, &mut *pending.lock().await).await };
+            tokio::select! {
+                _ = late => {}
+                _ = cancel.cancelled() => return JobOutcome::Ran,
+            }
             let at = chrono::Utc::now();
             match run_once(&settings, &store, &client, &options, &cancel).await {
                 Ok(report) => {
@@ -103,6 +107,11 @@ fn sync_job(settings: Arc<Settings>, store: Store, client: Client) -> Job {
                     JobOutcome::Ran
                 }
                 Err(SyncError::Store(StoreError::Busy(why))) => JobOutcome::Busy(why),
+                // Stopped while waiting for the database: nothing was started to record.
+                Err(SyncError::Cancelled) => {
+                    tracing::info!("shutdown requested before the run could start");
+                    JobOutcome::Ran
+                }
                 Err(e) => {
                     let text = chain(&e);
                     tracing::error!(error = %text, "the run could not start; the next tick tries again");

@@ -196,6 +196,17 @@ fn quality_notes(applier: &Applier) -> Vec<String> {
     notes
 }
 
+/// `work`, unless `cancel` comes first: then [`SyncError::Cancelled`].
+async fn until_cancelled<T, E: Into<SyncError>>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, SyncError> {
+    tokio::select! {
+        r = work => r.map_err(Into::into),
+        _ = cancel.cancelled() => Err(SyncError::Cancelled),
+    }
+}
+
 /// Runs one sync. An error before the run row exists (the lock is taken, the database is
 /// down) is returned as `Err`; once the row exists, every outcome is a [`RunReport`].
 pub async fn run_once(
@@ -206,7 +217,9 @@ pub async fn run_once(
     cancel: &CancellationToken,
 ) -> Result<RunReport, SyncError> {
     let started = Instant::now();
-    let lock = store.lock_writer().await?;
+    // Waiting for the database (down, or slow to hand a connection) gives way to a
+    // shutdown: nothing has been written yet. The migrations are not cut short.
+    let lock = until_cancelled(cancel, store.lock_writer()).await?;
     if options.migrate && !options.dry_run {
         let applied = store.migrate(&lock).await?;
         if applied > 0 {
@@ -217,7 +230,7 @@ pub async fn run_once(
     let run_id = if options.dry_run {
         None
     } else {
-        let mut c = store.acquire().await?;
+        let mut c = until_cancelled(cancel, store.acquire()).await?;
         let abandoned = runs::mark_abandoned(&mut c.conn()).await?;
         if abandoned > 0 {
             tracing::warn!(

@@ -716,3 +716,50 @@ async fn a_server_that_clamps_the_page_size_silently_is_still_walked_completely(
     assert_eq!(report.counts.pages, 3);
     assert_mirrors(&m, &listing).await;
 }
+
+/// A shutdown while the run waits for a database connection (the database down, or every
+/// connection taken) stops it at once, as aborted before it began, instead of holding the
+/// service past `schedule.shutdown_timeout` until the pool gives up.
+#[tokio::test]
+async fn a_shutdown_while_the_run_waits_for_the_database_stops_it_at_once() {
+    for db in databases().await {
+        let (_sim, server) = simulator(sim_options(5, 83)).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_DATABASE__MAX_CONNECTIONS", "2")],
+        ))
+        .await;
+        // Every connection of the pool taken: the run waits for one.
+        let held = (
+            m.store.acquire().await.unwrap(),
+            m.store.acquire().await.unwrap(),
+        );
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+        });
+        let options = SyncOptions {
+            trigger: "test".into(),
+            ..SyncOptions::default()
+        };
+        let outcome =
+            closebot_sync::sync::run_once(&m.settings, &m.store, &m.client, &options, &cancel)
+                .await;
+        assert!(
+            matches!(outcome, Err(closebot_sync::sync::SyncError::Cancelled)),
+            "{}: {:?}",
+            m.backend(),
+            outcome.map(|r| r.status)
+        );
+        drop(held);
+        assert_eq!(
+            m.sync().await.status,
+            RunStatus::Succeeded,
+            "{}",
+            m.backend()
+        );
+    }
+}

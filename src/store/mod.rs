@@ -43,6 +43,13 @@ pub enum StoreError {
          the service's state directory is private); for a new mirror, run `closebot-sync sync` first"
     )]
     Missing { url: String, why: String },
+    #[error(
+        "the PostgreSQL database at {url} does not exist ({why}). closebot-sync creates its \
+         tables, not the database: have it created, owned by the user closebot-sync connects \
+         as, e.g. `CREATE DATABASE closebot OWNER closebot;` (docs/operating.md), then run \
+         `closebot-sync sync`"
+    )]
+    NoPostgresDatabase { url: String, why: String },
     #[error("database error while {doing}: {source}")]
     Sql {
         doing: &'static str,

@@ -63,7 +63,7 @@ async fn connect(
         }
         // 3D000: the database does not exist.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
-            return Err(StoreError::Missing {
+            return Err(StoreError::NoPostgresDatabase {
                 url: url.to_string(),
                 why: e.message().to_string(),
             })

@@ -845,6 +845,35 @@ async fn a_database_holding_someone_elses_table_of_the_same_name_is_refused_with
     }
 }
 
+/// A PostgreSQL database that does not exist is named, with how to create it: `sync` can
+/// make a SQLite file but not a PostgreSQL database, so "run sync first" would go round.
+#[tokio::test]
+async fn a_postgres_database_that_does_not_exist_is_named_with_how_to_create_it() {
+    for db in databases().await {
+        if db.backend != "postgres" {
+            continue;
+        }
+        let mut url: url::Url = db.url.parse().unwrap();
+        url.set_path("/closebot_test_no_such_database");
+        let url = url.to_string().parse().unwrap();
+        for e in [
+            closebot_sync::store::Store::connect(&url, 2)
+                .await
+                .unwrap_err(),
+            closebot_sync::store::Store::open_read_only(&url)
+                .await
+                .unwrap_err(),
+        ] {
+            let e = e.to_string();
+            assert!(
+                e.contains("does not exist") && e.contains("CREATE DATABASE"),
+                "{e}"
+            );
+            assert!(!e.contains("run `closebot-sync sync` first"), "{e}");
+        }
+    }
+}
+
 /// PostgreSQL 15 no longer lets every user create tables in schema public: a user that may
 /// not create tables gets the reason and the ways out, not just "permission denied".
 #[tokio::test]

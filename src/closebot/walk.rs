@@ -92,13 +92,19 @@ fn spawn_page<S: PageSink>(
     page: u32,
 ) -> AbortOnDropHandle<Result<Fetched<S::Page>, S::Error>> {
     let (client, prepare) = (client.clone(), prepare.clone());
-    AbortOnDropHandle::new(tokio::spawn(async move {
+    // In the run's span, so that every line of the page's work (a retry, a quarantine)
+    // carries the run's id.
+    let span = tracing::Span::current();
+    let task = async move {
         let fetched = client.fetch_page(page).await?;
         let ids = fetched.results.iter().map(|s| s.id.clone()).collect();
         // Turning a page into rows is CPU work: off the runtime's threads, so that a huge
         // page cannot hold up its timers (SIGTERM, the watchdog, the schedule).
         let results = fetched.results;
-        let prepared = joined(tokio::task::spawn_blocking(move || prepare(page, results)).await)?;
+        let in_span = tracing::Span::current();
+        let prepared = joined(
+            tokio::task::spawn_blocking(move || in_span.in_scope(|| prepare(page, results))).await,
+        )?;
         Ok(Fetched {
             page,
             total: fetched.total,
@@ -108,7 +114,8 @@ fn spawn_page<S: PageSink>(
             unidentified: fetched.unidentified,
             prepared,
         })
-    }))
+    };
+    AbortOnDropHandle::new(tokio::spawn(tracing::Instrument::instrument(task, span)))
 }
 
 /// A task's outcome; a panic in it is the caller's panic.

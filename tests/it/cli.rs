@@ -401,3 +401,33 @@ async fn kill_9_at_any_moment_leaves_the_last_committed_run_and_the_next_run_com
         assert!(!statuses.iter().any(|s| s == "running"), "{statuses:?}");
     }
 }
+
+/// operating.md: with `log.format = "json"` every line of a run carries its `run_id`, the
+/// lines of the page tasks (a retry) too, so a run's lines can be picked out of the journal.
+#[tokio::test]
+async fn every_json_log_line_of_a_run_carries_its_run_id() {
+    let (sim, server) = simulator(sim_options(250, 75)).await;
+    let db = crate::common::sqlite();
+    sim.set_faults(Faults {
+        rules: vec![closebot_sim::FaultRule {
+            page: Some(1),
+            attempts: 1..=1,
+            action: closebot_sim::FaultAction::Status {
+                code: 503,
+                retry_after: None,
+                body: None,
+            },
+        }],
+        ..Faults::default()
+    });
+    let mut c = binary(&server.base_url(), &db, KEY);
+    c.env("CLOSEBOT_SYNC_LOG__FORMAT", "json");
+    let (out, stdout, stderr) = run(c, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let retry = stderr
+        .lines()
+        .find(|l| l.contains("retrying a page"))
+        .unwrap_or_else(|| panic!("no retry logged: {stderr}"));
+    let line: Value = serde_json::from_str(retry).unwrap();
+    assert_eq!(line["span"]["run_id"], 1, "{retry}");
+}

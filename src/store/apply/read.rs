@@ -50,7 +50,9 @@ pub(super) async fn field_changes(
     if work.is_empty() {
         return HashMap::new();
     }
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _in_run = span.enter();
         work.into_iter()
             .map(|(id, old, new)| {
                 let new: serde_json::Value =

@@ -174,7 +174,14 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
     let outcome = run_command(cli.command, &settings).await;
     if let Err(e) = &outcome {
-        eprintln!("closebot-sync: error: {}", crate::text::chain(e));
+        let text = crate::text::chain(e);
+        match settings.log.format {
+            // One JSON object per line, this one too: it says why the process stopped.
+            crate::config::LogFormat::Json => {
+                tracing::error!(error = %text, "closebot-sync: error")
+            }
+            crate::config::LogFormat::Text => eprintln!("closebot-sync: error: {text}"),
+        }
     }
     ExitCode::from(exit::code(&outcome))
 }

@@ -431,3 +431,23 @@ async fn every_json_log_line_of_a_run_carries_its_run_id() {
     let line: Value = serde_json::from_str(retry).unwrap();
     assert_eq!(line["span"]["run_id"], 1, "{retry}");
 }
+
+/// With JSON logs, the error that ends a command is a JSON line like the others, so the
+/// `jq` recipes of operating.md do not stop at it.
+#[tokio::test]
+async fn with_json_logs_the_error_that_ends_a_command_is_json_too() {
+    let db = crate::common::sqlite();
+    let mut c = binary("http://127.0.0.1:9", &db, KEY);
+    c.env("CLOSEBOT_SYNC_LOG__FORMAT", "json");
+    // No database yet: `status` ends on an error.
+    let (out, stdout, stderr) = run(c, &["status"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = lines.last().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    let error = last["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no closebot-sync database"), "{stderr}");
+}

@@ -57,8 +57,22 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// How long `/healthz` waits for the database before it answers 503.
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match Health::read(&state.store, state.max_age).await {
+    // A probe waits seconds, not the pool's 30 s for a database that does not answer.
+    let read = tokio::time::timeout(HEALTH_WAIT, Health::read(&state.store, state.max_age));
+    let Ok(read) = read.await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: the database did not answer within {} s\n",
+                HEALTH_WAIT.as_secs()
+            ),
+        );
+    };
+    match read {
         Ok(h) if h.is_healthy() => (StatusCode::OK, h.describe() + "\n"),
         Ok(h) => (StatusCode::SERVICE_UNAVAILABLE, h.describe() + "\n"),
         Err(e) => (
@@ -91,4 +105,36 @@ pub async fn start(
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db_url::DatabaseUrl;
+
+    /// A database that does not hand out a connection (every one taken here; down, in
+    /// service) gets a 503 within `HEALTH_WAIT`, saying so, not the pool's 30 s wait.
+    #[tokio::test]
+    async fn healthz_answers_503_when_the_database_does_not_answer_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::sqlite(&dir.path().join("h.db"));
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate_locked().await.unwrap();
+        let _held = (
+            store.acquire().await.unwrap(),
+            store.acquire().await.unwrap(),
+        );
+        let state = AppState {
+            handle: metrics_handle().unwrap(),
+            store,
+            max_age: Duration::from_secs(3600),
+        };
+        let response = healthz(State(state)).await.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("did not answer within 2 s"), "{body}");
+    }
 }

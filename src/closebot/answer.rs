@@ -133,3 +133,28 @@ pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
             .unwrap_or(Duration::ZERO),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date_and_nothing_else() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(300);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        // HTTP dates count whole seconds.
+        assert!(
+            wait > Duration::from_secs(298) && wait <= Duration::from_secs(300),
+            "{wait:?}"
+        );
+        let past = std::time::SystemTime::now() - Duration::from_secs(300);
+        assert_eq!(
+            parse_retry_after(&httpdate::fmt_http_date(past)),
+            Some(Duration::ZERO)
+        );
+        for bad in ["soon", "-5", "1.5", ""] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
+    }
+}

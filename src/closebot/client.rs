@@ -69,6 +69,25 @@ pub enum ApiError {
     Setup(String),
 }
 
+/// How long to wait before the next try: the server's `Retry-After` when it gave one
+/// (`Err` with it when it is longer than `max_wait`: not to be cut short), else an
+/// exponential backoff from [`BACKOFF_BASE`] drawn down by `jitter`, at most `max_wait`.
+fn retry_delay(
+    server: Option<Duration>,
+    attempt: u32,
+    max_wait: Duration,
+    jitter: impl FnOnce(Duration) -> Duration,
+) -> Result<Duration, Duration> {
+    match server {
+        Some(asked) if asked > max_wait => Err(asked),
+        Some(asked) => Ok(asked),
+        None => {
+            let backoff = BACKOFF_BASE.saturating_mul(1 << (attempt.max(1) - 1).min(16));
+            Ok(jitter(backoff).min(max_wait))
+        }
+    }
+}
+
 /// Whether two URLs carry the same query parameters, in any order.
 fn same_query(a: &url::Url, b: &url::Url) -> bool {
     let pairs = |u: &url::Url| {
@@ -178,6 +197,8 @@ pub struct Client {
     /// The environment variable naming the proxy requests go through, if one is set.
     proxy_variable: Option<&'static str>,
     pub counters: Arc<Counters>,
+    /// Set by a `Retry-After`: no request of any page leaves before it.
+    not_before: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 /// The variables reqwest, like curl, takes an https request's proxy from, in its order.
@@ -258,6 +279,7 @@ impl Client {
             max_page_bytes: api.max_page_bytes,
             proxy_variable,
             counters: Arc::default(),
+            not_before: Arc::default(),
         })
     }
 
@@ -293,16 +315,48 @@ impl Client {
                     last: why,
                 });
             }
-            let backoff = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(16));
-            let jittered = rand::thread_rng().gen_range(Duration::ZERO..=backoff);
-            let delay = wait.unwrap_or(jittered).min(self.max_retry_wait);
+            let delay = match retry_delay(wait, attempt, self.max_retry_wait, |backoff| {
+                rand::thread_rng().gen_range(Duration::ZERO..=backoff)
+            }) {
+                Ok(delay) => delay,
+                // Asked to wait longer than we may: trying earlier than asked would be
+                // refused again (and may count against the agency), so the run gives up now.
+                Err(asked) => {
+                    return Err(ApiError::GaveUp {
+                        page,
+                        attempts: attempt,
+                        last: format!(
+                            "{why}; the API asked to wait {} s before trying again, more than \
+                             api.max_retry_wait ({} s): the next run tries again (or raise \
+                             api.max_retry_wait)",
+                            asked.as_secs(),
+                            self.max_retry_wait.as_secs()
+                        ),
+                    })
+                }
+            };
+            if wait.is_some() {
+                // The server said when to come back: every page waits, not this one alone.
+                self.hold_off(delay);
+            }
             tracing::warn!(page, attempt, delay_ms = delay.as_millis() as u64, reason = %why, "retrying a page");
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
         }
     }
 
+    /// No request leaves before `delay` from now (nor before an earlier hold-off ends).
+    fn hold_off(&self, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        let mut not_before = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        *not_before = Some(not_before.map_or(until, |t| t.max(until)));
+    }
+
     async fn attempt(&self, page: u32, page_size: u32) -> Result<Attempt, ApiError> {
+        let held = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = held {
+            tokio::time::sleep_until(until).await;
+        }
         let permit = self
             .in_flight
             .acquire()
@@ -456,5 +510,73 @@ impl Client {
             why,
             origin: self.url.origin().ascii_serialization(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_retry_after_wins_over_the_backoff_and_is_never_cut_short() {
+        let max = Duration::from_secs(60);
+        let full = |backoff: Duration| backoff;
+        // The server's wait, whatever the backoff would be.
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(7)), 5, max, full),
+            Ok(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_delay(Some(Duration::ZERO), 1, max, full),
+            Ok(Duration::ZERO)
+        );
+        // Longer than allowed: not waited less, given up on.
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(3600)), 1, max, full),
+            Err(Duration::from_secs(3600))
+        );
+        // Without one: doubling from the base, drawn down by the jitter, capped.
+        assert_eq!(retry_delay(None, 1, max, full), Ok(BACKOFF_BASE));
+        assert_eq!(retry_delay(None, 3, max, full), Ok(BACKOFF_BASE * 4));
+        assert_eq!(retry_delay(None, 3, max, |b| b / 2), Ok(BACKOFF_BASE * 2));
+        assert_eq!(retry_delay(None, 30, max, full), Ok(max));
+    }
+
+    #[test]
+    fn a_query_is_the_same_in_any_order_and_not_with_a_parameter_more() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let asked = u("https://a.example/agency/source?page=1&pageSize=100&order=%2Bid");
+        assert!(same_query(
+            &asked,
+            &u("https://a.example/x/?order=%2Bid&page=1&pageSize=100")
+        ));
+        assert!(!same_query(&asked, &u("https://a.example/agency/source?page=1&pageSize=100&order=%2Bid&forceTokenRefresh=true")));
+        assert!(!same_query(
+            &asked,
+            &u("https://a.example/agency/source?page=0&pageSize=100&order=%2Bid")
+        ));
+    }
+
+    #[test]
+    fn the_key_is_taken_out_of_every_text_the_server_made() {
+        let e = ApiError::BadPage {
+            page: 0,
+            problem: PageError::WrongType {
+                field: "total",
+                found: "a string (\"k3y-secret\")".into(),
+            },
+        };
+        let shown = e.without("k3y-secret").to_string();
+        assert!(
+            !shown.contains("k3y-secret") && shown.contains("***"),
+            "{shown}"
+        );
+        let e = ApiError::GaveUp {
+            page: 2,
+            attempts: 3,
+            last: "HTTP 500: echo k3y-secret".into(),
+        };
+        assert!(!e.without("k3y-secret").to_string().contains("k3y-secret"));
+        assert_eq!(without("nothing".into(), ""), "nothing");
     }
 }

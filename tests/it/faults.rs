@@ -73,10 +73,14 @@ async fn transient_errors_are_retried_counted_and_the_run_succeeds() {
     for db in databases().await {
         for (name, faults, retries) in cases.clone() {
             let (sim, server) = simulator(sim_options(250, 43)).await;
+            // Room for the servers' Retry-After (up to 2 s), which is never cut short.
             let m = Mirror::new(settings(
                 &server.base_url(),
                 &db,
-                &[("CLOSEBOT_SYNC_API__TIMEOUT", "2s")],
+                &[
+                    ("CLOSEBOT_SYNC_API__TIMEOUT", "2s"),
+                    ("CLOSEBOT_SYNC_API__MAX_RETRY_WAIT", "3s"),
+                ],
             ))
             .await;
             sim.set_faults(faults);
@@ -102,6 +106,31 @@ async fn transient_errors_are_retried_counted_and_the_run_succeeds() {
             drop(m);
             db_reset(&db).await;
         }
+    }
+}
+
+/// A `Retry-After` longer than `api.max_retry_wait` is not cut short: the run gives up
+/// on it at once, saying so, instead of asking again before the server said to.
+#[tokio::test]
+async fn a_retry_after_longer_than_allowed_fails_the_run_at_once_saying_so() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(150, 45)).await;
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        sim.set_faults(rule(Some(1), 1..=100, status(429, Some("3600"))));
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Failed, "{}", m.backend());
+        let error = report.error.unwrap();
+        assert!(
+            error.contains("asked to wait 3600 s") && error.contains("api.max_retry_wait"),
+            "{error}"
+        );
+        assert_eq!(report.counts.retries, 0, "{error}");
+        let page_1 = sim
+            .requests()
+            .iter()
+            .filter(|r| r.query.iter().any(|(k, v)| k == "page" && v == "1"))
+            .count();
+        assert_eq!(page_1, 1, "asked once, not again before the hour");
     }
 }
 

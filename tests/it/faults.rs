@@ -792,3 +792,44 @@ async fn a_shutdown_while_the_run_waits_for_the_database_stops_it_at_once() {
         );
     }
 }
+
+/// A `Retry-After` holds every request of the client, not only the retry of its page: a
+/// page asked for after the server said "come back in a second" waits for it too.
+#[tokio::test]
+async fn a_retry_after_holds_the_requests_of_every_page() {
+    let (sim, server) = simulator(sim_options(250, 47)).await;
+    let db = crate::common::sqlite();
+    let m = Mirror::new(settings(
+        &server.base_url(),
+        &db,
+        &[("CLOSEBOT_SYNC_API__MAX_RETRY_WAIT", "3s")],
+    ))
+    .await;
+    sim.set_faults(rule(Some(1), 1..=1, status(429, Some("1"))));
+    let client = m.client.clone();
+    let page_1 = tokio::spawn(async move { client.fetch_page(1).await.map(|p| p.results.len()) });
+    // The retry is counted once the hold-off is set.
+    let waited = std::time::Instant::now();
+    while m
+        .client
+        .counters
+        .retries
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "page 1 was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = std::time::Instant::now();
+    let page_2 = m.client.fetch_page(2).await.unwrap();
+    let held = asked.elapsed();
+    assert_eq!(page_2.results.len(), 50, "the last of 250 sources");
+    assert!(
+        held >= Duration::from_millis(800),
+        "page 2 left after {held:?}"
+    );
+    assert_eq!(page_1.await.unwrap().unwrap(), 100);
+}

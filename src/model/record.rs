@@ -184,6 +184,16 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_fingerprint_is_the_sha256_of_the_secret() {
+        // FIPS 180-2's test vector: stored fingerprints must be what anyone can recompute
+        // from a known token, and nothing that gives the token back.
+        assert_eq!(
+            fingerprint("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
     fn redaction_replaces_credentials_with_fingerprints_and_keeps_nulls() {
         let r = redact(json!({"key": "k1", "accessToken": null, "name": "n"}));
         assert_eq!(r["key"], json!(format!("sha256:{}", fingerprint("k1"))));

@@ -119,3 +119,24 @@ async fn export_in(tx: &mut Tx, at: DateTime<Utc>, out: &mut impl Write) -> anyh
     out.flush()?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_date_means_the_end_of_that_day_in_utc_and_a_time_is_taken_as_written() {
+        let end = parse_as_of("2026-03-03").unwrap();
+        assert_eq!(
+            end.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "2026-03-03T23:59:59.999999Z"
+        );
+        let at = parse_as_of("2026-03-03T12:00:00+02:00").unwrap();
+        assert_eq!(
+            at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "2026-03-03T10:00:00Z"
+        );
+        let e = parse_as_of("yesterday").unwrap_err();
+        assert!(e.contains("RFC 3339") && e.contains("2026-03-03"), "{e}");
+    }
+}

@@ -498,6 +498,13 @@ async fn retention_drops_what_closed_before_the_cut_off_and_keeps_what_is_curren
         for sql in [
             format!("UPDATE source_changes SET changed_at = '{OLD}'"),
             format!("UPDATE sync_runs SET started_at = '{OLD}', finished_at = '{OLD}'"),
+            // Ten days old: within 30 days, so it stays (the cut-off counts days, not hours).
+            format!(
+                "INSERT INTO source_changes (run_id, source_id, change_type, changed_at) \
+                 VALUES (2, 'ten days ago', 'updated', '{}')",
+                (chrono::Utc::now() - chrono::Duration::days(10))
+                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            ),
             format!("UPDATE source_versions SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
             format!("UPDATE source_bot_history SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
             format!("UPDATE source_wallet_history SET valid_from = '{OLD}', valid_to = CASE WHEN valid_to IS NULL THEN valid_to ELSE '{OLD}' END"),
@@ -547,15 +554,15 @@ async fn retention_drops_what_closed_before_the_cut_off_and_keeps_what_is_curren
         let backend = m.backend();
         // The old rows went; run 3's renames (3 changes, 3 versions it closed) stayed.
         assert_eq!(
-            m.count("SELECT COUNT(*) FROM source_changes WHERE run_id < 3")
+            m.count("SELECT COUNT(*) FROM source_changes WHERE run_id < 3 AND source_id <> 'ten days ago'")
                 .await,
             0,
             "{backend}"
         );
         assert_eq!(
             m.count("SELECT COUNT(*) FROM source_changes").await,
-            3,
-            "{backend}"
+            4,
+            "{backend}: run 3's 3 and the one of ten days ago"
         );
         assert_eq!(m.count(&closed("source_versions")).await, 3, "{backend}");
         for (t, before) in tables.into_iter().zip(open_before) {

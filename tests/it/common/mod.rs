@@ -71,6 +71,12 @@ impl Db {
 static SKIP_NOTE: Once = Once::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Says on stderr, past the test harness's capture (which keeps a passing test's
+/// `eprintln!` to itself), that a check was skipped, so a plain `cargo test` shows it.
+pub fn note_skipped(text: &str) {
+    let _ = std::io::stderr().write_all(format!("\nnote: {text}\n").as_bytes());
+}
+
 /// SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (and then it must work).
 pub async fn databases() -> Vec<Db> {
     let mut dbs = vec![sqlite()];

@@ -15,7 +15,9 @@ fn the_service_unit_scores_an_exposure_of_at_most_1_5() {
     {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("note: systemd-analyze is not available ({e}): the exposure check of {unit} is SKIPPED");
+            crate::common::note_skipped(&format!(
+                "systemd-analyze is not available ({e}): the exposure check of {unit} is SKIPPED"
+            ));
             return;
         }
     };
@@ -60,9 +62,9 @@ fn the_service_unit_passes_systemd_analyze_verify() {
     {
         Ok(out) => out,
         Err(e) => {
-            eprintln!(
-                "note: systemd-analyze is not available ({e}): verifying the unit is SKIPPED"
-            );
+            crate::common::note_skipped(&format!(
+                "systemd-analyze is not available ({e}): verifying the unit is SKIPPED"
+            ));
             return;
         }
     };

@@ -150,7 +150,12 @@ impl Settings {
             Some(path) => {
                 if !path.is_file() {
                     return Err(invalid(
-                        "--config",
+                        // Named as the operator gave it.
+                        if file.is_some() {
+                            "--config"
+                        } else {
+                            CONFIG_ENV
+                        },
                         format!(
                             "the settings file {} does not exist or is not a file",
                             path.display()
@@ -220,6 +225,21 @@ mod tests {
 
     use super::*;
     use crate::config::load_toml;
+
+    #[test]
+    fn a_missing_settings_file_is_named_by_where_it_was_given() {
+        let e = Settings::load_from(
+            None,
+            [(CONFIG_ENV.to_string(), "/nonexistent.toml".to_string())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(CONFIG_ENV) && !e.contains("--config"), "{e}");
+        let e = Settings::load_from(Some(Path::new("/nonexistent.toml")), [])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--config"), "{e}");
+    }
 
     #[test]
     fn a_settings_file_that_does_not_parse_is_named_without_its_lines() {

@@ -62,6 +62,7 @@ pub(super) struct RawSync {
     pub store_credentials: bool,
     pub max_walks: u32,
     pub max_delete_fraction: f64,
+    pub max_run_time: String,
 }
 
 #[derive(Debug, Deserialize)]

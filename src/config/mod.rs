@@ -107,6 +107,8 @@ pub struct SyncSettings {
     pub store_credentials: bool,
     pub max_walks: u32,
     pub max_delete_fraction: f64,
+    /// A run still going after this long is stopped and rolled back.
+    pub max_run_time: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -107,6 +107,13 @@ pub(super) fn validate(
             ),
         ));
     }
+    let max_run_time = duration("sync.max_run_time", &raw.sync.max_run_time)?;
+    if max_run_time < std::time::Duration::from_secs(1) {
+        return Err(invalid(
+            "sync.max_run_time",
+            "must be at least 1s, e.g. \"2h\"",
+        ));
+    }
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -165,6 +172,7 @@ pub(super) fn validate(
             store_credentials: raw.sync.store_credentials,
             max_walks: raw.sync.max_walks,
             max_delete_fraction: raw.sync.max_delete_fraction,
+            max_run_time,
         },
         schedule: ScheduleSettings {
             cron: Cron::parse(&raw.schedule.cron)?,

@@ -31,6 +31,13 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("the run was stopped by shutdown before it finished; nothing of it was applied")]
     Cancelled,
+    #[error(
+        "the run was still going after sync.max_run_time ({}) and was stopped; nothing of it \
+         was applied. The API answered too slowly for the listing (see the run's pages and \
+         retries); raise sync.max_run_time if runs this long are expected",
+        humantime::format_duration(*.0)
+    )]
+    TooLong(std::time::Duration),
 }
 
 impl SyncError {
@@ -47,7 +54,7 @@ impl SyncError {
         match self {
             SyncError::Cancelled => Failure::Aborted,
             SyncError::Store(e) => e.failure(),
-            SyncError::Api(_) => Failure::Failed,
+            SyncError::Api(_) | SyncError::TooLong(_) => Failure::Failed,
         }
     }
 }
@@ -255,9 +262,13 @@ pub async fn run_once(
     let outcome = async {
         let tx = store.begin().await?;
         let mut applier = Applier::new(tx, run_id.unwrap_or(0), at, options.dry_run);
+        // Bounded in time as in size: a server that answers just inside api.timeout, page
+        // after page, would otherwise hold the lock and the transaction for days.
+        let limit = settings.sync.max_run_time;
         let result = tokio::select! {
             r = walk_and_apply(settings, client, options, &mut applier, &mut counts, cancel) => r,
             _ = cancel.cancelled() => Err(SyncError::Cancelled),
+            _ = tokio::time::sleep_until((started + limit).into()) => Err(SyncError::TooLong(limit)),
         };
         counts.http_requests = client.counters.requests.load(Ordering::Relaxed) - before.0;
         counts.retries = client.counters.retries.load(Ordering::Relaxed) - before.1;

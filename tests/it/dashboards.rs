@@ -892,7 +892,10 @@ async fn a_postgres_user_that_may_not_create_tables_is_told_how_to_let_it() {
         if let Err(e) = made {
             // Made by an earlier run, or by another suite at the same moment.
             let e = e.to_string();
-            assert!(e.contains("already exists") || e.contains("duplicate key"), "{e}");
+            assert!(
+                e.contains("already exists") || e.contains("duplicate key"),
+                "{e}"
+            );
         }
         drop(c);
         // The test's schema belongs to the administrator; the session acts as the role.

@@ -828,3 +828,42 @@ async fn a_retry_after_holds_the_requests_of_every_page() {
     );
     assert_eq!(page_1.await.unwrap().unwrap(), 100);
 }
+
+/// A run is bounded in time: one still going after `sync.max_run_time` (a page that takes
+/// for ever to come, here) is stopped, rolled back and recorded as failed, saying why.
+#[tokio::test]
+async fn a_run_longer_than_max_run_time_is_stopped_and_rolled_back() {
+    for db in databases().await {
+        let (sim, server) = simulator(sim_options(250, 85)).await;
+        let m = Mirror::new(settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_SYNC__MAX_RUN_TIME", "1s")],
+        ))
+        .await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let before = snapshot(&m).await;
+        sim.mutate(
+            3,
+            &closebot_sim::MutationPlan {
+                rename: 5,
+                ..Default::default()
+            },
+        );
+        sim.set_faults(crate::common::page_hangs(2));
+        let report = m.sync().await;
+        assert_eq!(report.status, RunStatus::Failed, "{}", m.backend());
+        let error = report.error.unwrap();
+        assert!(error.contains("sync.max_run_time (1s)"), "{error}");
+        assert_eq!(
+            snapshot(&m).await,
+            before,
+            "{}: nothing applied",
+            m.backend()
+        );
+        let row = m
+            .dump("SELECT status FROM sync_runs ORDER BY run_id DESC LIMIT 1")
+            .await;
+        assert_eq!(row[0]["status"], "failed");
+    }
+}

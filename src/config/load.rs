@@ -248,7 +248,8 @@ mod tests {
             "[api]\nkey = Sup3rSecretKey_42\n",
             "[database]\nurl = \"postgres://closebot:Pa55word@db/closebot\n",
         ] {
-            let e = load_toml(toml, &[]).unwrap_err().to_string();
+            // As the command line prints it: the error and its causes.
+            let e = crate::text::chain(&load_toml(toml, &[]).unwrap_err());
             assert!(e.contains("line 2"), "{e}");
             assert!(
                 !e.contains("Sup3rSecretKey_42") && !e.contains("Pa55word"),

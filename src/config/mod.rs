@@ -26,8 +26,10 @@ pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the settings: {}", without_quoted_lines(.0))]
-    Load(#[from] config::ConfigError),
+    /// The loader's error as text, without the lines of the file it quotes: kept as text
+    /// (no `source`), so that nothing that prints an error's causes can show them.
+    #[error("cannot read the settings: {0}")]
+    Load(String),
     #[error("setting `{key}` is invalid: {problem}")]
     Invalid { key: &'static str, problem: String },
     #[error(
@@ -42,6 +44,12 @@ impl ConfigError {
     /// Invalid settings, whatever command meets them.
     pub(crate) fn failure(&self) -> crate::failure::Failure {
         crate::failure::Failure::Settings
+    }
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> ConfigError {
+        ConfigError::Load(without_quoted_lines(&e))
     }
 }
 

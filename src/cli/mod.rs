@@ -177,9 +177,18 @@ pub async fn main(cli: Cli) -> ExitCode {
         let text = crate::text::chain(e);
         match settings.log.format {
             // One JSON object per line, this one too: it says why the process stopped.
-            crate::config::LogFormat::Json => {
-                tracing::error!(error = %text, "closebot-sync: error")
-            }
+            // Written directly, not through the log filter, which could hide it.
+            crate::config::LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({
+                    "timestamp": chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "level": "ERROR",
+                    "message": "closebot-sync: error",
+                    "error": text,
+                    "target": "closebot_sync::cli",
+                })
+            ),
             crate::config::LogFormat::Text => eprintln!("closebot-sync: error: {text}"),
         }
     }

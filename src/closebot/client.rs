@@ -65,6 +65,11 @@ pub enum ApiError {
         why: &'static str,
         origin: String,
     },
+    #[error(
+        "the API asked not to be called for another {seconds} s (its Retry-After), longer than \
+         api.max_retry_wait: no request was sent for page {page}; a run after that tries again"
+    )]
+    HeldOff { page: u32, seconds: u64 },
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
 }
@@ -101,10 +106,18 @@ fn same_query(a: &url::Url, b: &url::Url) -> bool {
 /// `text` with the API key, should the server have sent it back (in a body, a `Location`, a
 /// value of the page), replaced by `***`.
 fn without(text: String, key: &str) -> String {
-    if key.is_empty() || !text.contains(key) {
+    if key.is_empty() {
         return text;
     }
-    text.replace(key, "***")
+    // As written, and as a URL or a form would carry it (`+`, `/`, `=` escaped).
+    let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    let mut text = text;
+    for form in [key, encoded.as_str()] {
+        if text.contains(form) {
+            text = text.replace(form, "***");
+        }
+    }
+    text
 }
 
 impl ApiError {
@@ -169,6 +182,7 @@ impl ApiError {
                 origin,
             },
             ApiError::Setup(text) => ApiError::Setup(w(text)),
+            held @ ApiError::HeldOff { .. } => held,
         }
     }
 }
@@ -335,14 +349,35 @@ impl Client {
                     })
                 }
             };
-            if wait.is_some() {
-                // The server said when to come back: every page waits, not this one alone.
-                self.hold_off(delay);
-            }
+            // A server's Retry-After is already the client's hold-off (set by `attempt`):
+            // every page waits for it, not this one alone.
             tracing::warn!(page, attempt, delay_ms = delay.as_millis() as u64, reason = %why, "retrying a page");
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// When the current hold-off ends, if one is running.
+    fn held_until(&self) -> Option<tokio::time::Instant> {
+        let until = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        until.filter(|&t| t > tokio::time::Instant::now())
+    }
+
+    /// Waits out the hold-off, or refuses at once when it is longer than
+    /// `api.max_retry_wait` (a Retry-After the run gave up on, which a later run of the
+    /// same process must not cut short either).
+    async fn wait_out_hold_off(&self, page: u32) -> Result<(), ApiError> {
+        while let Some(until) = self.held_until() {
+            let left = until - tokio::time::Instant::now();
+            if left > self.max_retry_wait {
+                return Err(ApiError::HeldOff {
+                    page,
+                    seconds: left.as_secs().max(1),
+                });
+            }
+            tokio::time::sleep_until(until).await;
+        }
+        Ok(())
     }
 
     /// No request leaves before `delay` from now (nor before an earlier hold-off ends).
@@ -353,15 +388,19 @@ impl Client {
     }
 
     async fn attempt(&self, page: u32, page_size: u32) -> Result<Attempt, ApiError> {
-        let held = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(until) = held {
-            tokio::time::sleep_until(until).await;
-        }
-        let permit = self
-            .in_flight
-            .acquire()
-            .await
-            .expect("the client never closes its semaphore");
+        // The server's Retry-After holds every request, those waiting for a permit too: the
+        // hold-off is read before and again after taking one.
+        let permit = loop {
+            self.wait_out_hold_off(page).await?;
+            let permit = self
+                .in_flight
+                .acquire()
+                .await
+                .expect("the client never closes its semaphore");
+            if self.held_until().is_none() {
+                break permit;
+            }
+        };
         // `forceTokenRefresh` is never sent: it refreshes every returned source's CRM token.
         let request = self
             .http
@@ -395,6 +434,14 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let busy = matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
+        if let Some(wait) = retry_after.filter(|_| busy) {
+            // Before this request's permit goes back, so no queued request slips through.
+            self.hold_off(wait);
+        }
         if status.is_success() {
             if let Some(declared) = response
                 .content_length()
@@ -472,10 +519,12 @@ impl Client {
         status: StatusCode,
         response: &reqwest::Response,
     ) -> ApiError {
+        // The key taken out before the target is cut to be shown.
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|l| without(l, self.key.expose_secret()));
         let target = location.as_deref().map(|l| response.url().join(l));
         let (target, why) = match target {
             None => ("nowhere".to_string(), "without a Location header"),
@@ -578,5 +627,22 @@ mod tests {
         };
         assert!(!e.without("k3y-secret").to_string().contains("k3y-secret"));
         assert_eq!(without("nothing".into(), ""), "nothing");
+        // Percent-encoded, as a Location may carry it.
+        assert_eq!(without("/a%2Bb%2F%3D/x".into(), "a+b/="), "/***/x");
+    }
+
+    #[test]
+    fn a_long_value_the_server_sent_is_shown_whole_or_not_at_all() {
+        let key = "k".repeat(64);
+        let e = ApiError::BadPage {
+            page: 0,
+            problem: PageError::WrongType {
+                field: "total",
+                found: crate::closebot::wire::type_name(&serde_json::json!(key)),
+            },
+        };
+        let shown = e.without(&key).to_string();
+        assert!(!shown.contains("kkkkkkkk"), "{shown}");
+        assert!(shown.contains("a string of 66 characters"), "{shown}");
     }
 }

@@ -108,7 +108,7 @@ pub enum PageError {
 /// that needs more is refused rather than walked (see the README).
 pub const MAX_PAGES: u64 = 100_000;
 
-fn type_name(v: &Value) -> String {
+pub(crate) fn type_name(v: &Value) -> String {
     let t = match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -117,12 +117,15 @@ fn type_name(v: &Value) -> String {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     };
+    // Shown whole or not at all: the client takes the API key out of what a server sent
+    // back, and a key cut in two would no longer be found.
     let full = v.to_string();
-    let mut shown: String = full.chars().take(40).collect();
-    if shown.len() < full.len() {
-        shown.push('…');
+    let chars = full.chars().count();
+    if chars <= 40 {
+        format!("{t} ({})", printable(&full))
+    } else {
+        format!("{t} of {chars} characters")
     }
-    format!("{t} ({})", printable(&shown))
 }
 
 /// A number written as an integer too big for 64 bits (`1e12` stays an integer).

@@ -260,7 +260,7 @@ pub async fn run_once(
     let mut rows_written = 0;
     let mut preview = None;
     let outcome = async {
-        let tx = store.begin().await?;
+        let tx = until_cancelled(cancel, store.begin()).await?;
         let mut applier = Applier::new(tx, run_id.unwrap_or(0), at, options.dry_run);
         // Bounded in time as in size: a server that answers just inside api.timeout, page
         // after page, would otherwise hold the lock and the transaction for days.

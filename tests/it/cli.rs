@@ -438,7 +438,9 @@ async fn every_json_log_line_of_a_run_carries_its_run_id() {
 async fn with_json_logs_the_error_that_ends_a_command_is_json_too() {
     let db = crate::common::sqlite();
     let mut c = binary("http://127.0.0.1:9", &db, KEY);
-    c.env("CLOSEBOT_SYNC_LOG__FORMAT", "json");
+    // Even with the log filtered down to nothing, the error that ends the command shows.
+    c.env("CLOSEBOT_SYNC_LOG__FORMAT", "json")
+        .env("CLOSEBOT_SYNC_LOG__LEVEL", "off");
     // No database yet: `status` ends on an error.
     let (out, stdout, stderr) = run(c, &["status"]).await;
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");

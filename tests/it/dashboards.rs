@@ -777,19 +777,35 @@ async fn a_database_from_a_newer_or_another_build_is_refused_saying_which_and_le
                 && e.contains(&format!("up to {known}")),
             "{backend}: {e}"
         );
-        // A command that only reads refuses it too, rather than read what it does not know.
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_closebot-sync"))
-            .env_clear()
-            .env("CLOSEBOT_SYNC_DATABASE__URL", &db.url)
-            .arg("status")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&status.stderr);
-        assert_eq!(status.status.code(), Some(1), "{backend}: {stderr}");
-        assert!(
-            stderr.contains("upgraded by a newer closebot-sync"),
-            "{backend}: {stderr}"
-        );
+        // Every command that opens the database refuses it too: those that only read rather
+        // than read what they do not know, `check` as a failed check, the daemon at start.
+        for args in [
+            &["status"][..],
+            &["export"],
+            &["history", "x"],
+            &["check"],
+            &["sync"],
+            &["migrate"],
+            &["run"],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_closebot-sync"))
+                .env_clear()
+                .env("CLOSEBOT_SYNC_DATABASE__URL", &db.url)
+                .env("CLOSEBOT_SYNC_API__KEY", "k")
+                // Nothing listens there: `check` fails its API line either way, not this one.
+                .env("CLOSEBOT_SYNC_API__BASE_URL", "http://127.0.0.1:9")
+                .env("CLOSEBOT_SYNC_SCHEDULE__RUN_ON_START", "false")
+                .args(args)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{backend} {args:?}: {text}");
+            assert!(
+                text.contains("upgraded by a newer closebot-sync"),
+                "{backend} {args:?}: {text}"
+            );
+        }
         let mut c = store.acquire().await.unwrap();
         for sql in [
             "DELETE FROM _sqlx_migrations WHERE version = 9999",

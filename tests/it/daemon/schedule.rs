@@ -319,3 +319,42 @@ async fn a_row_left_running_is_marked_abandoned_on_the_next_start() {
             .contains("stopped before it finished"));
     }
 }
+
+/// A run that does not stop when told (a job deaf to its token) is dropped once
+/// `shutdown_timeout` has passed, and the loop says so: `run` then exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ignores_the_shutdown_is_dropped_after_the_timeout() {
+    let started = Arc::new(AtomicU64::new(0));
+    let counter = started.clone();
+    let job: Job = Arc::new(move |_trigger, _cancel| {
+        let counter = counter.clone();
+        Box::pin(async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            JobOutcome::Ran
+        })
+    });
+    let mut opts = options(Arc::default());
+    opts.run_on_start = true;
+    opts.shutdown_timeout = Duration::from_millis(200);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_loop(
+        Box::new(Stalling {
+            starts: Arc::new(AtomicU32::new(0)),
+            first_ticks: 0,
+            never_recovers: false,
+            task: None,
+        }),
+        job,
+        opts,
+        Arc::new(Stats::default()),
+        stop.clone(),
+    ));
+    eventually(Duration::from_secs(30), "the run to start", || {
+        let ok = started.load(Ordering::SeqCst) == 1;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap(), Stopped::TimedOut);
+}

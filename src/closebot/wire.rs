@@ -108,6 +108,26 @@ pub enum PageError {
 /// that needs more is refused rather than walked (see the README).
 pub const MAX_PAGES: u64 = 100_000;
 
+/// An optional int32 member of the page (as the API documents its integers), at least
+/// `min`: anything else is not what the field means.
+fn int32(
+    map: &serde_json::Map<String, Value>,
+    field: &'static str,
+    min: i64,
+) -> Result<Option<i64>, PageError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n >= min && i32::try_from(*n).is_ok())
+            .map(Some)
+            .ok_or_else(|| PageError::WrongType {
+                field,
+                found: type_name(v),
+            }),
+    }
+}
+
 pub(crate) fn type_name(v: &Value) -> String {
     let t = match v {
         Value::Null => "null",
@@ -327,30 +347,10 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
     };
     // Checked against the page asked for by the walk, which knows how the server numbers
     // its echo (page 0 tells).
-    let echoed_page = match map.get("page") {
-        None | Some(Value::Null) => None,
-        // An int32, as the API documents it: anything else is not a page number.
-        Some(v) => Some(
-            v.as_i64()
-                .filter(|p| i32::try_from(*p).is_ok())
-                .ok_or_else(|| PageError::WrongType {
-                    field: "page",
-                    found: type_name(v),
-                })?,
-        ),
-    };
-    let reported_size = match map.get("pageSize") {
-        None | Some(Value::Null) => None,
-        // An int32 too.
-        Some(v) => Some(
-            v.as_u64()
-                .filter(|s| i32::try_from(*s).is_ok())
-                .ok_or_else(|| PageError::WrongType {
-                    field: "pageSize",
-                    found: type_name(v),
-                })?,
-        ),
-    };
+    // Checked against the page asked for by the walk, which knows how the server numbers
+    // its echo (page 0 tells).
+    let echoed_page = int32(&map, "page", i64::from(i32::MIN))?;
+    let reported_size = int32(&map, "pageSize", 0)?.map(|n| n as u64);
     // The schema requires no property: a serializer that leaves out nulls sends no
     // `results` where another sends `null`. Either is a page with nothing on it, which the
     // walk does not take as the end of a listing that `total` says goes on.

@@ -228,6 +228,17 @@ mod tests {
     use crate::config::load_toml;
 
     #[test]
+    fn a_value_of_the_wrong_type_in_the_environment_names_its_variable() {
+        let e = load_toml("", &[("CLOSEBOT_SYNC_API__PAGE_SIZE", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CLOSEBOT_SYNC_API__PAGE_SIZE") && e.contains("api.page_size"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_missing_settings_file_is_named_by_where_it_was_given() {
         let e = Settings::load_from(
             None,

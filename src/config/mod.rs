@@ -49,7 +49,27 @@ impl ConfigError {
 
 impl From<config::ConfigError> for ConfigError {
     fn from(e: config::ConfigError) -> ConfigError {
-        ConfigError::Load(without_quoted_lines(&e))
+        let text = without_quoted_lines(&e);
+        // A value of the wrong type from the environment: name the variable the operator
+        // set, not only the key (`api.page_size` comes from CLOSEBOT_SYNC_API__PAGE_SIZE).
+        if let config::ConfigError::Type {
+            origin: Some(origin),
+            key: Some(key),
+            ..
+        } = &e
+        {
+            if origin.contains("environment") {
+                let variable = format!(
+                    "CLOSEBOT_SYNC_{}",
+                    key.to_uppercase().replacen('.', "__", 1)
+                );
+                return ConfigError::Load(format!(
+                    "{text}: set {variable} to a value of that type (the README's settings \
+                     table gives each setting's values)"
+                ));
+            }
+        }
+        ConfigError::Load(text)
     }
 }
 

@@ -136,3 +136,51 @@ pub(crate) fn skipped_tick(why: Skipped) {
 pub(crate) fn scheduler_rebuilt() {
     metrics::counter!(SCHEDULER_REBUILDS).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::runs::RunCounts;
+
+    /// Each state of the last run's sources is its own series, quarantined ones included
+    /// (the operator's alert on `rejected` reads it).
+    #[test]
+    fn a_run_sets_every_state_of_its_sources_rejected_included() {
+        let handle = install().unwrap();
+        let report = RunReport {
+            run_id: Some(7),
+            status: RunStatus::Partial,
+            counts: RunCounts {
+                created: 3,
+                updated: 2,
+                unchanged: 11,
+                deleted: 1,
+                restored: 4,
+                rejected: 5,
+                ..RunCounts::default()
+            },
+            notes: None,
+            error: None,
+            duration: std::time::Duration::from_millis(1500),
+            rows_written: 0,
+            preview: None,
+        };
+        record_run(&report);
+        let text = handle.render();
+        for (state, n) in [
+            ("created", 3),
+            ("updated", 2),
+            ("unchanged", 11),
+            ("deleted", 1),
+            ("restored", 4),
+            ("rejected", 5),
+        ] {
+            let series = format!("{LAST_RUN_SOURCES}{{state=\"{state}\"}} {n}");
+            assert!(text.contains(&series), "no {series} in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("{RUNS_TOTAL}{{status=\"partial\"}} 1")),
+            "{text}"
+        );
+    }
+}

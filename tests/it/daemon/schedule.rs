@@ -358,3 +358,85 @@ async fn a_run_that_ignores_the_shutdown_is_dropped_after_the_timeout() {
     stop.cancel();
     assert_eq!(task.await.unwrap().unwrap(), Stopped::TimedOut);
 }
+
+/// The daemon records the runs that could not start (the database refusing writes) as
+/// `failed` rows once it takes writes again: nothing is lost from `sync_runs`, though the
+/// rows come late, and runs go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_could_not_start_are_recorded_once_the_database_takes_writes_again() {
+    let (_sim, server) = simulator(sim_options(10, 3)).await;
+    for db in databases().await {
+        let store = open(&db).await;
+        let (refuse, allow): (&[&str], &[&str]) = match store.backend() {
+            closebot_sync::store::Backend::Sqlite => (
+                &["CREATE TRIGGER refuse_runs BEFORE INSERT ON sync_runs \
+                   BEGIN SELECT RAISE(ABORT, 'refusing writes'); END"],
+                &["DROP TRIGGER refuse_runs"],
+            ),
+            closebot_sync::store::Backend::Postgres => (
+                &[
+                    "CREATE FUNCTION refuse_runs() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refusing writes'; END $$",
+                    "CREATE TRIGGER refuse_runs BEFORE INSERT ON sync_runs \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_runs()",
+                ],
+                &["DROP TRIGGER refuse_runs ON sync_runs"],
+            ),
+        };
+        let run_sql = |sql: &'static [&'static str]| {
+            let store = store.clone();
+            async move {
+                let mut c = store.acquire().await.unwrap();
+                for s in sql {
+                    c.conn().execute(s, vec![]).await.unwrap();
+                }
+            }
+        };
+        run_sql(refuse).await;
+        let s = settings(
+            &server.base_url(),
+            &db,
+            &[("CLOSEBOT_SYNC_SCHEDULE__CRON", "*/1 * * * * *")],
+        );
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(daemon::serve(
+            s,
+            Box::new(CronTicker::default()),
+            stats.clone(),
+            stop.clone(),
+        ));
+        eventually(
+            Duration::from_secs(30),
+            "two runs that could not start",
+            || {
+                let ok = n(&stats.failed) >= 2;
+                async move { ok.then_some(()) }
+            },
+        )
+        .await;
+        assert!(super::runs(&store).await.is_empty(), "{}", db.backend);
+        run_sql(allow).await;
+        let rows = eventually(Duration::from_secs(30), "the late rows and a run", || {
+            let store = store.clone();
+            async move {
+                let rows = super::runs(&store).await;
+                rows.iter()
+                    .any(|r| r["status"] == "succeeded")
+                    .then_some(rows)
+            }
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap().unwrap();
+        let late: Vec<_> = rows.iter().filter(|r| r["status"] == "failed").collect();
+        assert!(late.len() >= 2, "{}: {rows:#?}", db.backend);
+        for r in late {
+            let error = r["error"].as_str().unwrap();
+            assert!(
+                error.contains("recorded late") && error.contains("refusing writes"),
+                "{error}"
+            );
+        }
+    }
+}

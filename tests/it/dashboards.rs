@@ -1215,3 +1215,26 @@ async fn an_upgrade_keeps_every_stored_value_and_fills_the_history_from_the_vers
         );
     }
 }
+
+/// The tests' dump reads PostgreSQL's NUMERIC exactly as PostgreSQL writes it, so the
+/// snapshots that compare a mirror before and after a run see the cost overrides.
+#[tokio::test]
+async fn the_tests_read_postgres_numerics_as_postgres_writes_them() {
+    for db in databases().await {
+        if db.backend != "postgres" {
+            continue;
+        }
+        let store = store_of(&db).await;
+        let rows = crate::common::dump(
+            &store,
+            "SELECT x::numeric AS n, x::numeric::text AS t FROM (VALUES ('0.0075'), ('-12'), \
+             ('123456789.123'), ('0'), ('10000'), ('0.00001'), ('1e-20'), ('-0.5'), \
+             ('99999999999999999999.5'), ('1.50'), ('NaN'), ('20000.0001')) v(x)",
+        )
+        .await;
+        assert_eq!(rows.len(), 12);
+        for r in rows {
+            assert_eq!(r["n"], r["t"]);
+        }
+    }
+}

@@ -295,8 +295,8 @@ pub async fn dump(store: &Store, sql: &str) -> Vec<Map<String, Value>> {
                                 "INT8" => Value::from(row.get::<i64, _>(i)),
                                 "INT4" => Value::from(row.get::<i32, _>(i)),
                                 "FLOAT8" => Value::from(row.get::<f64, _>(i)),
-                                // Decoding NUMERIC needs a decimal crate; the tests only need to see it.
-                                "NUMERIC" => Value::String("<numeric>".into()),
+                                // As its exact text, so snapshots see the cost overrides too.
+                                "NUMERIC" => Value::String(numeric_text(raw.as_bytes().unwrap())),
                                 "BOOL" => Value::from(i64::from(row.get::<bool, _>(i))),
                                 "TIMESTAMPTZ" => Value::String(
                                     row.get::<chrono::DateTime<chrono::Utc>, _>(i)
@@ -352,4 +352,51 @@ pub async fn snapshot(m: &Mirror) -> Vec<(String, Vec<Map<String, Value>>)> {
         out.push((t.to_string(), rows));
     }
     out
+}
+
+/// PostgreSQL's binary NUMERIC as its decimal text (`0.0075`, `-12`, `NaN`): digits of base
+/// 10,000, a weight (the power of 10,000 of the first), a sign and the display scale.
+fn numeric_text(bytes: &[u8]) -> String {
+    let word = |i: usize| u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]);
+    let (ndigits, weight, sign, scale) =
+        (word(0) as usize, word(1) as i16, word(2), word(3) as usize);
+    if sign == 0xC000 {
+        return "NaN".into();
+    }
+    let digits: Vec<u16> = (0..ndigits).map(|i| word(4 + i)).collect();
+    // Whole part: the digit groups of weight 0 and above.
+    let mut whole = String::new();
+    for w in (0..=weight.max(0)).rev() {
+        let i = (weight - w) as usize;
+        let d = if weight >= 0 {
+            digits.get(i).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if whole.is_empty() {
+            whole = d.to_string();
+        } else {
+            whole.push_str(&format!("{d:04}"));
+        }
+    }
+    // Fraction: the groups of negative weight, cut to the display scale.
+    let mut fraction = String::new();
+    let mut w = -1i16;
+    while fraction.len() < scale {
+        let i = weight - w;
+        let d = if i >= 0 {
+            digits.get(i as usize).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        fraction.push_str(&format!("{d:04}"));
+        w -= 1;
+    }
+    fraction.truncate(scale);
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    }
 }

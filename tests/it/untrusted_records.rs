@@ -423,6 +423,30 @@ async fn one_id_listed_twice_with_different_content_is_decided_the_same_whatever
         }
     }
     assert!(kept.windows(2).all(|w| w[0] == w[1]), "{kept:?}");
+    // And it is the copy whose own hash is the smaller: each copy mirrored alone.
+    let mut alone = Vec::new();
+    for other in [false, true] {
+        let (sim, server) = simulator(sim_options(10, 83)).await;
+        let mut dup = String::new();
+        sim.edit(|l| {
+            dup = id_at(l, 4);
+            if other {
+                l[4]["name"] = json!("the other copy");
+            }
+        });
+        let db = crate::common::sqlite();
+        let m = Mirror::new(settings(&server.base_url(), &db, &[])).await;
+        assert_eq!(m.sync().await.status, RunStatus::Succeeded);
+        let stored = m
+            .dump(&format!(
+                "SELECT content_hash FROM sources WHERE source_id = '{dup}'"
+            ))
+            .await;
+        alone.push(stored[0]["content_hash"].as_str().unwrap().to_string());
+    }
+    assert_ne!(alone[0], alone[1]);
+    let smallest = alone.iter().min().unwrap();
+    assert_eq!(kept[0].as_str(), Some(smallest.as_str()), "{alone:?}");
 }
 
 #[tokio::test]

@@ -100,16 +100,46 @@ pub(super) fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
+/// `text` with the API key, should the server have sent it back (in a body, a `Location`,
+/// a value of the page), replaced by `***`: as written, and as a URL, a form or a path
+/// would carry it (percent-encoded with upper- or lower-case hex, a space as `+` or `%20`).
+pub(super) fn without(text: String, key: &str) -> String {
+    if key.is_empty() {
+        return text;
+    }
+    let escaped = |hex: fn(u8) -> String, space: &str| -> String {
+        key.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => space.to_string(),
+                _ => hex(b),
+            })
+            .collect()
+    };
+    let forms = [
+        key.to_string(),
+        url::form_urlencoded::byte_serialize(key.as_bytes()).collect(),
+        escaped(|b| format!("%{b:02X}"), "%20"),
+        escaped(|b| format!("%{b:02x}"), "%20"),
+        escaped(|b| format!("%{b:02X}"), "+"),
+        escaped(|b| format!("%{b:02x}"), "+"),
+    ];
+    let mut text = text;
+    for form in &forms {
+        if text.contains(form.as_str()) {
+            text = text.replace(form.as_str(), "***");
+        }
+    }
+    text
+}
+
 /// The body of an error answer as the operator sees it: trimmed, cut at `BODY_SHOWN`
 /// characters, control characters escaped, and the API key, should the server (or a proxy
 /// that echoes requests) send it back, replaced by `***` before anything is cut.
 pub(super) fn show_body(body: &[u8], key: &str) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = if key.is_empty() {
-        text
-    } else {
-        text.replace(key, "***").into()
-    };
+    let text = without(String::from_utf8_lossy(body).into_owned(), key);
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".to_string();
@@ -137,6 +167,27 @@ pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_goes_before_the_body_is_cut_in_any_of_its_forms() {
+        let key = "a+b/c=d".repeat(4);
+        for form in [
+            key.clone(),
+            url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>(),
+            key.replace('+', "%2b")
+                .replace('/', "%2f")
+                .replace('=', "%3d"),
+        ] {
+            // Astride the cut at BODY_SHOWN characters.
+            let body = format!("{}{form} and more", "x".repeat(BODY_SHOWN - 5));
+            let shown = show_body(body.as_bytes(), &key);
+            assert!(
+                !shown.contains("a+b") && !shown.contains("a%2") && !shown.contains("a%2b"),
+                "{shown}"
+            );
+            assert!(shown.contains("***"), "{shown}");
+        }
+    }
 
     #[test]
     fn retry_after_is_read_as_seconds_or_an_http_date_and_nothing_else() {

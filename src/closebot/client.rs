@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 use super::answer::{
-    advice_for, describe_transport, parse_retry_after, read_bounded, show_body, shown_url,
+    advice_for, describe_transport, parse_retry_after, read_bounded, show_body, shown_url, without,
 };
 use super::untrusted::printable;
 use super::walk::joined;
@@ -101,23 +101,6 @@ fn same_query(a: &url::Url, b: &url::Url) -> bool {
         pairs
     };
     pairs(a) == pairs(b)
-}
-
-/// `text` with the API key, should the server have sent it back (in a body, a `Location`, a
-/// value of the page), replaced by `***`.
-fn without(text: String, key: &str) -> String {
-    if key.is_empty() {
-        return text;
-    }
-    // As written, and as a URL or a form would carry it (`+`, `/`, `=` escaped).
-    let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
-    let mut text = text;
-    for form in [key, encoded.as_str()] {
-        if text.contains(form) {
-            text = text.replace(form, "***");
-        }
-    }
-    text
 }
 
 impl ApiError {
@@ -316,7 +299,6 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let answered = self.attempt(page, page_size).await;
             let (wait, why) = match answered.map_err(|e| e.without(self.key.expose_secret()))? {
                 Attempt::Done(p) => return Ok(p),
@@ -382,7 +364,11 @@ impl Client {
 
     /// No request leaves before `delay` from now (nor before an earlier hold-off ends).
     fn hold_off(&self, delay: Duration) {
-        let until = tokio::time::Instant::now() + delay;
+        // A Retry-After of any u64 seconds: past what an Instant can hold, a century.
+        let now = tokio::time::Instant::now();
+        let until = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let mut not_before = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
         *not_before = Some(not_before.map_or(until, |t| t.max(until)));
     }
@@ -412,6 +398,8 @@ impl Client {
             ])
             .header("X-CB-KEY", self.key.expose_secret())
             .header(reqwest::header::ACCEPT, "application/json");
+        // Counted as it leaves: a request held off and refused is none.
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -627,8 +615,10 @@ mod tests {
         };
         assert!(!e.without("k3y-secret").to_string().contains("k3y-secret"));
         assert_eq!(without("nothing".into(), ""), "nothing");
-        // Percent-encoded, as a Location may carry it.
+        // Percent-encoded, as a Location or a .NET error page may carry it.
         assert_eq!(without("/a%2Bb%2F%3D/x".into(), "a+b/="), "/***/x");
+        assert_eq!(without("?k=a%2bb%2f%3d".into(), "a+b/="), "?k=***");
+        assert_eq!(without("/a%20b".into(), "a b"), "/***");
     }
 
     #[test]

@@ -347,8 +347,6 @@ pub fn parse_page(body: &[u8], page_size: u32) -> Result<Page, PageError> {
     };
     // Checked against the page asked for by the walk, which knows how the server numbers
     // its echo (page 0 tells).
-    // Checked against the page asked for by the walk, which knows how the server numbers
-    // its echo (page 0 tells).
     let echoed_page = int32(&map, "page", i64::from(i32::MIN))?;
     let reported_size = int32(&map, "pageSize", 0)?.map(|n| n as u64);
     // The schema requires no property: a serializer that leaves out nulls sends no

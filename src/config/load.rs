@@ -236,6 +236,14 @@ mod tests {
             e.contains("CLOSEBOT_SYNC_API__PAGE_SIZE") && e.contains("api.page_size"),
             "{e}"
         );
+        // From the file, the file is to blame, not a variable nobody set.
+        let e = load_toml("[api]\npage_size = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api.page_size") && !e.contains("CLOSEBOT_SYNC_API__PAGE_SIZE"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl From<config::ConfigError> for ConfigError {
             ..
         } = &e
         {
-            if origin.contains("environment") {
+            if origin == "the environment" {
                 let variable = format!(
                     "CLOSEBOT_SYNC_{}",
                     key.to_uppercase().replacen('.', "__", 1)

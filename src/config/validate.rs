@@ -108,10 +108,12 @@ pub(super) fn validate(
         ));
     }
     let max_run_time = duration("sync.max_run_time", &raw.sync.max_run_time)?;
-    if max_run_time < std::time::Duration::from_secs(1) {
+    if max_run_time < std::time::Duration::from_secs(1)
+        || max_run_time > std::time::Duration::from_secs(30 * 86_400)
+    {
         return Err(invalid(
             "sync.max_run_time",
-            "must be at least 1s, e.g. \"2h\"",
+            "use 1s to 30days, e.g. \"2h\"",
         ));
     }
     let format = match raw.log.format.as_str() {
@@ -244,6 +246,11 @@ mod tests {
             ("[api]\nmax_page_bytes = 1000000000\n", "api.max_page_bytes"),
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[history]\nretain_days = 0\n", "history.retain_days"),
+            (
+                "[sync]\nmax_run_time = \"300000000000y\"\n",
+                "sync.max_run_time",
+            ),
+            ("[sync]\nmax_run_time = \"0s\"\n", "sync.max_run_time"),
         ] {
             let e = load_toml(toml, &[]).unwrap_err().to_string();
             assert!(e.contains(key), "{toml}: {e}");

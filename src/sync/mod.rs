@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ pub enum SyncError {
          retries); raise sync.max_run_time if runs this long are expected",
         humantime::format_duration(*.0)
     )]
-    TooLong(std::time::Duration),
+    TooLong(Duration),
 }
 
 impl SyncError {
@@ -268,7 +268,7 @@ pub async fn run_once(
         let result = tokio::select! {
             r = walk_and_apply(settings, client, options, &mut applier, &mut counts, cancel) => r,
             _ = cancel.cancelled() => Err(SyncError::Cancelled),
-            _ = tokio::time::sleep_until((started + limit).into()) => Err(SyncError::TooLong(limit)),
+            _ = tokio::time::sleep(limit.saturating_sub(started.elapsed())) => Err(SyncError::TooLong(limit)),
         };
         counts.http_requests = client.counters.requests.load(Ordering::Relaxed) - before.0;
         counts.retries = client.counters.retries.load(Ordering::Relaxed) - before.1;
@@ -327,8 +327,22 @@ pub async fn run_once(
                 counts.restored,
             ) = (0, 0, 0, 0, 0);
             if let Some(id) = run_id {
-                let mut c = store.acquire().await?;
-                runs::finish(&mut c.conn(), id, e.status(), &counts, None, Some(&text)).await?;
+                let finish = async {
+                    let mut c = store.acquire().await?;
+                    runs::finish(&mut c.conn(), id, e.status(), &counts, None, Some(&text)).await
+                };
+                if matches!(e, SyncError::Cancelled) {
+                    // Stopping: the row is not worth outliving shutdown_timeout for. Left
+                    // `running`, the next start marks it abandoned.
+                    match tokio::time::timeout(Duration::from_secs(1), finish).await {
+                        Ok(recorded) => recorded?,
+                        Err(_) => tracing::warn!(
+                            "could not record the stopped run in time; the next start marks it abandoned"
+                        ),
+                    }
+                } else {
+                    finish.await?;
+                }
             }
             (e.status(), None, Some(text))
         }

@@ -323,8 +323,8 @@ impl Client {
                         attempts: attempt,
                         last: format!(
                             "{why}; the API asked to wait {} s before trying again, more than \
-                             api.max_retry_wait ({} s): the next run tries again (or raise \
-                             api.max_retry_wait)",
+                             api.max_retry_wait ({} s): no request is sent before that time \
+                             (or raise api.max_retry_wait)",
                             asked.as_secs(),
                             self.max_retry_wait.as_secs()
                         ),

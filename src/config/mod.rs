@@ -59,10 +59,8 @@ impl From<config::ConfigError> for ConfigError {
         } = &e
         {
             if origin == "the environment" {
-                let variable = format!(
-                    "CLOSEBOT_SYNC_{}",
-                    key.to_uppercase().replacen('.', "__", 1)
-                );
+                let variable =
+                    format!("{ENV_PREFIX}_{}", key.to_uppercase().replacen('.', "__", 1));
                 return ConfigError::Load(format!(
                     "{text}: set {variable} to a value of that type (the README's settings \
                      table gives each setting's values)"

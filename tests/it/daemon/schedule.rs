@@ -20,6 +20,25 @@ use tokio_util::sync::CancellationToken;
 use super::{assert_no_overlap, eventually, open};
 use crate::common::{databases, settings, sim_options, simulator};
 
+/// The daemon in this process on the real cron ticker: its counts, its stop, its task.
+fn spawn_daemon(
+    settings: closebot_sync::config::Settings,
+) -> (
+    Arc<Stats>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<Stopped, daemon::DaemonError>>,
+) {
+    let stats = Arc::new(Stats::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(daemon::serve(
+        settings,
+        Box::new(CronTicker::default()),
+        stats.clone(),
+        stop.clone(),
+    ));
+    (stats, stop, task)
+}
+
 fn n(c: &AtomicU64) -> u64 {
     Stats::get(c)
 }
@@ -40,14 +59,7 @@ async fn the_schedule_keeps_firing_after_a_run_slower_than_the_interval_and_neve
                 ("CLOSEBOT_SYNC_SCHEDULE__RUN_ON_START", "false"),
             ],
         );
-        let stats = Arc::new(Stats::default());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(daemon::serve(
-            s,
-            Box::new(CronTicker::default()),
-            stats.clone(),
-            stop.clone(),
-        ));
+        let (stats, stop, task) = spawn_daemon(s);
         eventually(Duration::from_secs(60), "a third run", || {
             let done = n(&stats.runs) >= 3;
             async move { done.then_some(()) }
@@ -398,14 +410,7 @@ async fn runs_that_could_not_start_are_recorded_once_the_database_takes_writes_a
             &db,
             &[("CLOSEBOT_SYNC_SCHEDULE__CRON", "*/1 * * * * *")],
         );
-        let stats = Arc::new(Stats::default());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(daemon::serve(
-            s,
-            Box::new(CronTicker::default()),
-            stats.clone(),
-            stop.clone(),
-        ));
+        let (stats, stop, task) = spawn_daemon(s);
         eventually(
             Duration::from_secs(30),
             "two runs that could not start",
